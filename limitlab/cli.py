@@ -1,0 +1,157 @@
+"""The ``limitlab`` command: parse flags, build a Config, call the library. Nothing imports this."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import Config
+from .errors import LimitlabError
+
+DEFAULTS = Config()
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "off", "0") else int(text)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() in ("none", "off") else float(text)
+
+
+# (flag, config field, type, help). Defaults come from Config and are shown in --help.
+TRAIN_FLAGS = [
+    ("--dataset", "dataset", str, "dataset name: digits (embedded, no download), mnist, fashion-mnist"),
+    ("--data-dir", "data_dir", str, "folder holding <dataset>/ files (else $LIMITLAB_DATA, else ~/.cache/limitlab)"),
+    ("--noise", "noise", str, "synthetic label noise: none, uniform:p, symmetric:p, pairflip:p, pair-cifar10:p, matrix:FILE"),
+    ("--train-size", "train_size", _optional_int, "use only the first N examples of the shuffled training split"),
+    ("--val-fraction", "val_fraction", float, "share of the official training set held out for validation"),
+    ("--model", "model", str, "architecture: cnn4 or mlp (default: cnn4 for 28×28 images, mlp otherwise)"),
+    ("--method", "method", str, "training method: ce, limit-g, limit-l"),
+    ("--beta", "beta", float, "LIMIT: weight of the predicted-gradient norm penalty β‖s(f) − s(q)‖²"),
+    ("--sample-lambda", "sample_lambda", _optional_float,
+     "LIMIT +S: give the classifier a sample around the predicted gradient (Gaussian std √(1/2λ) / Laplace scale 1/λ)"),
+    ("--warmup", "warmup", int, "LIMIT: epochs at the start in which only the q-network trains"),
+    ("--dropout", "dropout", float, "dropout rate in the hidden layers"),
+    ("--weight-decay", "weight_decay", float, "Adam weight decay"),
+    ("--lr", "lr", float, "Adam learning rate (one optimizer over all networks)"),
+    ("--batch-size", "batch_size", int, "training batch size"),
+    ("--epochs", "epochs", int, "maximum number of epochs"),
+    ("--patience", "patience", _optional_int,
+     "stop after this many epochs without a better validation accuracy ('none' or 0: never stop early)"),
+    ("--seed", "seed", int, "seed of the split, the label noise, the initialisation and the batch order"),
+    ("--device", "device", str, "auto (cuda when available), cpu, cuda, cuda:N"),
+    ("--eval-batch-size", "eval_batch_size", int, "batch size of the evaluation passes"),
+]
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    for flag, field, typ, text in TRAIN_FLAGS:
+        default = getattr(DEFAULTS, field)
+        # SUPPRESS: only flags the user gave reach the namespace, so --resume can tell them apart.
+        p.add_argument(flag, dest=field, type=typ, default=argparse.SUPPRESS,
+                       help=f"{text} (default: {default})")
+    p.add_argument("--clean-validation", dest="clean_validation", action="store_true", default=argparse.SUPPRESS,
+                   help="validate on true labels instead of noisy ones (default: noisy validation, as in the paper)")
+
+
+def _given(args: argparse.Namespace) -> dict:
+    fields = {field for _, field, _, _ in TRAIN_FLAGS} | {"clean_validation"}
+    return {k: v for k, v in vars(args).items() if k in fields}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    given = _given(args)
+    if args.resume:
+        saved = Config.load(Path(args.out) / "config.json") if (Path(args.out) / "config.json").exists() else None
+        if saved is not None:
+            differing = [k for k, v in given.items() if getattr(saved, k) != v and k != "device"]
+            if differing:
+                raise LimitlabError(f"--resume continues the saved run, but {', '.join('--' + k.replace('_', '-') for k in differing)} "
+                                    "differ from its config.json; drop those flags or start a new --out")
+        config = Config()
+    else:
+        config = Config(**given)
+    summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    _print_summary([summary])
+    print(f"run directory: {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The README's main job: CE vs LIMIT on the embedded digits with synthetic label noise."""
+    from .train import train
+
+    rows = []
+    for method in ("ce", "limit-l"):
+        config = Config(dataset="digits", noise=args.noise, method=method, beta=args.beta, epochs=args.epochs,
+                        patience=None, seed=args.seed, batch_size=128)
+        print(f"training {method} on digits with {args.noise} label noise ({args.epochs} epochs) ...", file=sys.stderr)
+        rows.append(train(config, Path(args.out) / method, overwrite=True, progress=not args.quiet))
+    _print_summary(rows)
+    print(f"run directories: {Path(args.out) / 'ce'}, {Path(args.out) / 'limit-l'}")
+    return 0
+
+
+def _print_summary(rows: list[dict]) -> None:
+    cols = [("method", "method", "{}"), ("test acc (best val)", "test_accuracy", "{:.3f}"),
+            ("test acc (last)", "final_test_accuracy", "{:.3f}"),
+            ("train acc on noisy labels", "final_train_noisy_accuracy", "{:.3f}"),
+            ("memorized", "memorized_fraction", "{:.3f}"), ("corrected", "corrected_fraction", "{:.3f}"),
+            ("info bound (bits)", "info_lower_bound_bits", "{:.3f}"), ("best epoch", "best_epoch", "{}")]
+    table = [[c[0] for c in cols]] + [[fmt.format(r[key]) for _, key, fmt in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="limitlab",
+        description="Train classifiers that do not memorize label noise (LIMIT, Harutyunyan et al., ICML 2020).",
+    )
+    parser.add_argument("--version", action="version", version=f"limitlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train one run under the paper protocol and write its run directory",
+                       description="Train one run: seeded 80/20 split, synthetic noise on training and validation "
+                                   "labels, Adam, early stopping on (noisy) validation accuracy, clean test accuracy "
+                                   "at the best-validation epoch. Writes config.json, metrics.jsonl, "
+                                   "noisy_labels.npz, checkpoints/{last,best}.pt and summary.json into --out.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_train_flags(p)
+    p.add_argument("--out", required=True, help="run directory to create (must be missing or empty)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("demo", help="CE vs LIMIT on the embedded digits data with label noise (about a minute)",
+                       description="Trains cross-entropy and LIMIT_L on the embedded 8×8 digits (UCI, no download) "
+                                   "with synthetic label noise and prints their results side by side.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--noise", default="uniform:0.6", help="label noise spec")
+    p.add_argument("--epochs", type=int, default=150, help="epochs (no early stopping: watch CE memorize)")
+    p.add_argument("--beta", type=float, default=10.0, help="LIMIT's β")
+    p.add_argument("--seed", type=int, default=0, help="seed")
+    p.add_argument("--out", default="runs/demo", help="where the two run directories go (earlier demo runs there are replaced)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LimitlabError as e:
+        print(f"limitlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("limitlab: interrupted; continue with --resume", file=sys.stderr)
+        return 130

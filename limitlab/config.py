@@ -1,0 +1,76 @@
+"""One typed config per run. Every field has a default; the run directory's ``config.json`` holds
+it, and ``Config.load(path)`` re-creates the run from that file alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import LimitlabError
+
+
+@dataclass
+class Config:
+    # data (SPEC §5)
+    dataset: str = "digits"
+    data_dir: str | None = None
+    noise: str = "none"             # a noise spec, see limitlab.noise.NOISE_MODELS
+    train_size: int | None = None   # training subset size, taken before corruption
+    val_fraction: float = 0.2       # seeded random share of the official training set
+    clean_validation: bool = False  # default: validation labels carry the same noise
+    # model and method (SPEC §2, §6)
+    model: str | None = None        # None: the dataset's default (cnn4 for 28×28, mlp otherwise)
+    method: str = "limit-l"
+    beta: float = 10.0              # LIMIT's predicted-gradient norm penalty
+    sample_lambda: float | None = None  # LIMIT +S: sample the classifier's gradient around ĝ
+    warmup: int = 0                 # LIMIT: epochs in which only the q-network trains
+    dropout: float = 0.0
+    weight_decay: float = 0.0
+    # optimisation and protocol (SPEC §7)
+    lr: float = 1e-3
+    batch_size: int = 256
+    epochs: int = 400
+    patience: int | None = 100      # early stopping on noisy-validation accuracy; None: never stop early
+    seed: int = 0
+    device: str = "auto"            # "auto": cuda when available, else cpu
+    eval_batch_size: int = 2048
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise LimitlabError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise LimitlabError(f"cannot read the run config {path}: {e}") from None
+
+    def validate(self) -> None:
+        """Check the values that do not need the data; raises LimitlabError with one sentence."""
+        checks = [
+            (0.0 < self.val_fraction < 1.0, f"--val-fraction must be in (0, 1), not {self.val_fraction}"),
+            (self.train_size is None or self.train_size >= 2, f"--train-size must be at least 2, not {self.train_size}"),
+            (self.beta >= 0, f"--beta must be >= 0, not {self.beta}"),
+            (self.sample_lambda is None or self.sample_lambda > 0, f"--sample-lambda must be > 0, not {self.sample_lambda}"),
+            (self.warmup >= 0, f"--warmup must be >= 0, not {self.warmup}"),
+            (0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), not {self.dropout}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, not {self.weight_decay}"),
+            (self.lr > 0, f"--lr must be > 0, not {self.lr}"),
+            (self.batch_size >= 2, f"--batch-size must be at least 2, not {self.batch_size}"),
+            (self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}"),
+            (self.patience is None or self.patience >= 1, f"--patience must be at least 1, not {self.patience}"),
+            (self.eval_batch_size >= 1, f"--eval-batch-size must be at least 1, not {self.eval_batch_size}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise LimitlabError(message)

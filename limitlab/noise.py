@@ -1,0 +1,399 @@
+"""Label-noise models (SPEC section 4) and the label-noise information bound (SPEC section 8).
+
+A noise model is a K x K row-stochastic transition matrix ``T[true, observed]``: a training label
+``y`` is replaced by a draw from row ``T[y]``. Everything here is NumPy arrays in, arrays out.
+
+Two conventions for "uniform" noise exist and must never be mixed silently:
+
+- ``uniform:p`` (the paper's): the label moves to one of the other K-1 classes with total
+  probability p, so p is the real corruption rate.
+- ``symmetric:p`` (DivideMix's): with probability p the label is redrawn uniformly over all K
+  classes, so the real corruption rate is p(K-1)/K.
+
+Every user mistake raises :class:`limitlab.errors.LimitlabError` with a one-sentence message.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LimitlabError
+
+NOISE_MODELS: dict[str, str] = {
+    "none": "clean labels (identity transition matrix)",
+    "uniform": "uniform:p - paper convention, label moves to one of the other K-1 classes with total probability p",
+    "symmetric": "symmetric:p - DivideMix convention, label redrawn uniformly over all K classes with probability p (real rate p(K-1)/K)",
+    "pairflip": "pairflip:p - class i becomes class (i+1) mod K with probability p",
+    "pair-cifar10": "pair-cifar10:p - CIFAR-10 pairs truck->automobile, bird->airplane, deer->horse, cat->dog with probability p",
+    "matrix": "matrix:FILE - a K x K row-stochastic matrix from a .npy, .csv or whitespace-separated .txt file",
+}
+
+# CIFAR-10 class indices: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog, 7 horse, 9 truck.
+_CIFAR10_PAIRS = {9: 1, 2: 0, 4: 7, 3: 5}
+
+_ROW_SUM_TOL = 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------------------------
+
+def _check_num_classes(num_classes: int) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise LimitlabError(f"number of classes must be an integer >= 2, got {num_classes!r}")
+    return int(num_classes)
+
+
+def _check_rate(p: float, name: str = "noise rate") -> float:
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        raise LimitlabError(f"{name} {p!r} is not a number; give a value in [0, 1]") from None
+    if not 0.0 <= p <= 1.0:  # also rejects nan
+        raise LimitlabError(f"{name} {p} is outside [0, 1]")
+    return p
+
+
+def _check_transition(transition, num_classes: int | None = None, where: str = "") -> np.ndarray:
+    """Return ``transition`` as a float64 K x K array, or raise if it is not row-stochastic."""
+    src = f" in {where}" if where else ""
+    t = np.asarray(transition)
+    if t.dtype.kind not in "biuf":
+        raise LimitlabError(f"transition matrix{src} must be numeric, got dtype {t.dtype}")
+    t = t.astype(np.float64)
+    k = num_classes if num_classes is not None else (t.shape[0] if t.ndim == 2 else None)
+    if t.ndim != 2 or t.shape != (k, k) or k < 2:
+        want = f"{k}x{k} (one row and column per class)" if k else "square K x K with K >= 2"
+        raise LimitlabError(f"transition matrix{src} has shape {t.shape} but must be {want}")
+    if not np.all(np.isfinite(t)):
+        raise LimitlabError(f"transition matrix{src} contains NaN or infinite entries")
+    if np.any(t < 0):
+        i, j = np.argwhere(t < 0)[0]
+        raise LimitlabError(f"transition matrix{src} has a negative entry T[{i},{j}] = {t[i, j]:g}; probabilities must be >= 0")
+    sums = t.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > _ROW_SUM_TOL)
+    if bad.size:
+        raise LimitlabError(f"rows of the transition matrix{src} must sum to 1, but row {bad[0]} sums to {sums[bad[0]]:.8g}")
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# Transition matrices
+# --------------------------------------------------------------------------------------------
+
+def uniform_transition(num_classes: int, p: float) -> np.ndarray:
+    """Paper-convention uniform noise: ``T[i,i] = 1-p``, ``T[i,j] = p/(K-1)`` for ``j != i``.
+
+    Parameters
+    ----------
+    num_classes : int
+        K, the number of classes (>= 2).
+    p : float
+        Real corruption rate in [0, 1]: probability that a label changes.
+
+    Returns
+    -------
+    transition : np.ndarray, shape (K, K), float64
+        Row-stochastic matrix ``T[true, observed]``.
+    """
+    k, p = _check_num_classes(num_classes), _check_rate(p)
+    t = np.full((k, k), p / (k - 1))
+    np.fill_diagonal(t, 1.0 - p)
+    return t
+
+
+def symmetric_transition(num_classes: int, p: float) -> np.ndarray:
+    """DivideMix-convention symmetric noise: ``T = (1-p) I + p/K``.
+
+    With probability p the label is redrawn uniformly over all K classes (possibly itself), so the
+    real corruption rate is ``p (K-1) / K``.
+
+    Parameters
+    ----------
+    num_classes : int
+        K, the number of classes (>= 2).
+    p : float
+        Redraw probability in [0, 1].
+
+    Returns
+    -------
+    transition : np.ndarray, shape (K, K), float64
+        Row-stochastic matrix ``T[true, observed]``.
+    """
+    k, p = _check_num_classes(num_classes), _check_rate(p)
+    return (1.0 - p) * np.eye(k) + p / k
+
+
+def pairflip_transition(num_classes: int, p: float) -> np.ndarray:
+    """Co-teaching pair-flip noise: class ``i`` becomes ``(i+1) mod K`` with probability p.
+
+    Parameters
+    ----------
+    num_classes : int
+        K, the number of classes (>= 2).
+    p : float
+        Flip probability in [0, 1] (the real corruption rate).
+
+    Returns
+    -------
+    transition : np.ndarray, shape (K, K), float64
+        Row-stochastic matrix with ``T[i,i] = 1-p`` and ``T[i,(i+1) mod K] = p``.
+    """
+    k, p = _check_num_classes(num_classes), _check_rate(p)
+    t = (1.0 - p) * np.eye(k)
+    t[np.arange(k), (np.arange(k) + 1) % k] += p
+    return t
+
+
+def pair_cifar10_transition(p: float, num_classes: int = 10) -> np.ndarray:
+    """The paper's CIFAR-10 pair noise (one way; other classes stay clean).
+
+    truck(9)->automobile(1), bird(2)->airplane(0), deer(4)->horse(7), cat(3)->dog(5), each with
+    probability p. With balanced classes the real corruption rate is ``0.4 p``.
+
+    Parameters
+    ----------
+    p : float
+        Flip probability in [0, 1] for each of the four source classes.
+    num_classes : int, default 10
+        Must be 10 (this model only makes sense for CIFAR-10's class order).
+
+    Returns
+    -------
+    transition : np.ndarray, shape (10, 10), float64
+        Row-stochastic matrix ``T[true, observed]``.
+    """
+    if num_classes != 10:
+        raise LimitlabError(f"pair-cifar10 noise needs the 10 CIFAR-10 classes but the data has {num_classes}; use pairflip:p or matrix:FILE instead")
+    p = _check_rate(p)
+    t = np.eye(10)
+    for src, dst in _CIFAR10_PAIRS.items():
+        t[src, src], t[src, dst] = 1.0 - p, p
+    return t
+
+
+def load_transition(path, num_classes: int) -> np.ndarray:
+    """Load a user-given K x K transition matrix ``T[true, observed]``.
+
+    ``.npy`` files are read with :func:`numpy.load` (no pickles); ``.csv`` files as comma-separated
+    text; any other file as whitespace-separated text (``#`` starts a comment).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    num_classes : int
+        K; the matrix must be K x K.
+
+    Returns
+    -------
+    transition : np.ndarray, shape (K, K), float64
+        The matrix, checked to be finite, non-negative, with rows summing to 1 (within 1e-6).
+    """
+    k = _check_num_classes(num_classes)
+    path = Path(path)
+    if not path.exists():
+        raise LimitlabError(f"transition matrix file '{path}' does not exist; give the path of a {k}x{k} .npy, .csv or .txt file")
+    if not path.is_file():
+        raise LimitlabError(f"transition matrix path '{path}' is not a file; give the path of a {k}x{k} .npy, .csv or .txt file")
+    if path.stat().st_size == 0:
+        raise LimitlabError(f"transition matrix file '{path}' is empty; it must hold a {k}x{k} matrix")
+    is_npy = path.suffix.lower() == ".npy"
+    try:
+        if is_npy:
+            data = np.load(path, allow_pickle=False)
+        else:
+            delimiter = "," if path.suffix.lower() == ".csv" else None
+            data = np.loadtxt(path, delimiter=delimiter, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError, EOFError) as exc:
+        # numpy's own message is useful for text files (bad number, ragged row) but misleading for
+        # a corrupt .npy file (it talks about pickles), so .npy gets a plain reason.
+        reason = "not a valid .npy array file" if is_npy else (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = reason.split("; use `usecols`")[0].rstrip(".")
+        raise LimitlabError(
+            f"could not read transition matrix file '{path}' ({reason}); write it with numpy.save or as comma/whitespace-separated numbers"
+        ) from None
+    return _check_transition(data, k, where=f"'{path}'")
+
+
+def parse_noise(spec: str, num_classes: int) -> np.ndarray:
+    """Build the transition matrix for a noise spec such as ``'uniform:0.8'``.
+
+    Specs: ``none``, ``uniform:p``, ``symmetric:p``, ``pairflip:p``, ``pair-cifar10:p``,
+    ``matrix:FILE`` (see :data:`NOISE_MODELS`); p must be a number in [0, 1].
+
+    Parameters
+    ----------
+    spec : str
+        The noise spec, ``NAME`` or ``NAME:ARG``.
+    num_classes : int
+        K, the number of classes of the data set.
+
+    Returns
+    -------
+    transition : np.ndarray, shape (K, K), float64
+        Row-stochastic matrix ``T[true, observed]`` (the identity for ``none``).
+    """
+    k = _check_num_classes(num_classes)
+    name, sep, arg = str(spec).strip().partition(":")
+    name, arg = name.strip().lower(), arg.strip()
+    if name not in NOISE_MODELS:
+        raise LimitlabError(f"unknown noise model '{name}' in '{spec}'; known models: {', '.join(NOISE_MODELS)}")
+    if name == "none":
+        if sep:
+            raise LimitlabError(f"noise model 'none' takes no argument, got '{spec}'; write just 'none'")
+        return np.eye(k)
+    if not arg:
+        example = "matrix:T.npy" if name == "matrix" else f"{name}:0.4"
+        what = "a file name" if name == "matrix" else "a rate p in [0, 1]"
+        raise LimitlabError(f"noise spec '{spec}' is missing {what}; write it like '{example}'")
+    if name == "matrix":
+        return load_transition(arg, k)
+    try:
+        p = float(arg)
+    except ValueError:
+        raise LimitlabError(f"noise rate '{arg}' in '{spec}' is not a number; give a value in [0, 1], e.g. '{name}:0.4'") from None
+    if not 0.0 <= p <= 1.0:
+        raise LimitlabError(f"noise rate {arg} in '{spec}' is outside [0, 1]")
+    if name == "pair-cifar10":
+        return pair_cifar10_transition(p, k)
+    return {"uniform": uniform_transition, "symmetric": symmetric_transition, "pairflip": pairflip_transition}[name](k, p)
+
+
+# --------------------------------------------------------------------------------------------
+# Corruption
+# --------------------------------------------------------------------------------------------
+
+def corrupt_labels(labels: np.ndarray, transition: np.ndarray, seed: int) -> np.ndarray:
+    """Redraw each label ``y`` from row ``T[y]`` of the transition matrix.
+
+    One uniform draw ``u`` per example from ``np.random.default_rng(seed)``; the new label is the
+    first class whose cumulative probability in row ``T[y]`` exceeds ``u``. Vectorised over
+    examples (a loop over the K classes only). Deterministic given ``seed``.
+
+    Parameters
+    ----------
+    labels : np.ndarray of int, any shape
+        True labels, integers in [0, K).
+    transition : np.ndarray, shape (K, K)
+        Row-stochastic matrix ``T[true, observed]``.
+    seed : int
+        Seed of the random generator.
+
+    Returns
+    -------
+    noisy_labels : np.ndarray of int64, same shape as ``labels``
+        The corrupted labels. ``noisy_labels != labels`` is the corruption mask.
+    """
+    t = _check_transition(transition)
+    k = t.shape[0]
+    y = np.asarray(labels)
+    if y.dtype.kind not in "iu":
+        raise LimitlabError(f"labels must be integers, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise LimitlabError(f"labels must lie in [0, {k}) for a {k}x{k} transition matrix, but they range over [{y.min()}, {y.max()}]")
+    flat = y.reshape(-1).astype(np.int64)
+
+    # Round-off guard: a row may sum to 1 +- 1e-6, so force the cumulative sum to exactly 1 from
+    # the row's last positive entry onwards; then u < 1 can only land on a class with T > 0.
+    cum = np.cumsum(t, axis=1)
+    last_positive = k - 1 - np.argmax(t[:, ::-1] > 0, axis=1)
+    cum[np.arange(k)[None, :] >= last_positive[:, None]] = 1.0
+
+    u = np.random.default_rng(seed).random(flat.size)
+    out = np.empty_like(flat)
+    for c in range(k):
+        idx = np.flatnonzero(flat == c)
+        out[idx] = np.searchsorted(cum[c], u[idx], side="right")
+    return out.reshape(y.shape)
+
+
+def realised_rate(true_labels: np.ndarray, noisy_labels: np.ndarray) -> float:
+    """Fraction of examples whose noisy label differs from the true label.
+
+    Parameters
+    ----------
+    true_labels, noisy_labels : np.ndarray, same shape (N,)
+        Labels before and after corruption.
+
+    Returns
+    -------
+    rate : float
+        ``mean(true_labels != noisy_labels)`` in [0, 1].
+    """
+    a, b = np.asarray(true_labels), np.asarray(noisy_labels)
+    if a.shape != b.shape:
+        raise LimitlabError(f"true and noisy labels must have the same shape, got {a.shape} and {b.shape}")
+    if a.size == 0:
+        raise LimitlabError("cannot compute a noise rate from zero labels; check that the data split is not empty")
+    return float(np.mean(a != b))
+
+
+# --------------------------------------------------------------------------------------------
+# Information bound (SPEC section 8)
+# --------------------------------------------------------------------------------------------
+
+def _entropy_bits(probs: np.ndarray) -> np.ndarray:
+    """Entropy in bits along the last axis, with 0 log 0 = 0."""
+    probs = np.asarray(probs, dtype=np.float64)
+    terms = np.where(probs > 0, -probs * np.log2(np.where(probs > 0, probs, 1.0)), 0.0)
+    return terms.sum(axis=-1)
+
+
+def noisy_label_entropy_bits(transition: np.ndarray, class_frequencies: np.ndarray) -> float:
+    """``H(noisy label | x)`` in bits, assuming the true label is a function of ``x``.
+
+    Equals ``sum_y pi_y * H(T[y, :])``. For uniform noise p=0.8, K=10 with any class frequencies
+    this is 3.258 bits.
+
+    Parameters
+    ----------
+    transition : np.ndarray, shape (K, K)
+        Row-stochastic matrix ``T[true, observed]``.
+    class_frequencies : np.ndarray, shape (K,)
+        Frequencies ``pi_y`` of the true classes; non-negative, normalised here (counts are fine).
+
+    Returns
+    -------
+    entropy : float
+        Bits per example, in [0, log2 K].
+    """
+    t = _check_transition(transition)
+    pi = np.asarray(class_frequencies, dtype=np.float64)
+    if pi.shape != (t.shape[0],):
+        raise LimitlabError(f"class frequencies have shape {pi.shape} but must have one entry per class, shape ({t.shape[0]},)")
+    if not np.all(np.isfinite(pi)) or np.any(pi < 0) or pi.sum() <= 0:
+        raise LimitlabError("class frequencies must be finite, non-negative and not all zero")
+    return float(pi @ _entropy_bits(t) / pi.sum())
+
+
+def fano_information_lower_bound(train_error: float, num_classes: int, noisy_entropy_bits: float) -> float:
+    """Fano lower bound on the label-noise information in the weights, ``I(w; noisy y | x) / n``.
+
+    ``max(0, H(noisy y | x) - H_b(r) - r log2(K-1))`` with ``r`` the training error on the noisy
+    labels and ``H_b`` the binary entropy in bits (``0 log 0 = 0``, so r=0 and r=1 are fine).
+
+    Parameters
+    ----------
+    train_error : float
+        r in [0, 1]: fraction of training examples whose prediction differs from the noisy label.
+    num_classes : int
+        K (>= 2).
+    noisy_entropy_bits : float
+        ``H(noisy y | x)`` in bits, e.g. from :func:`noisy_label_entropy_bits`.
+
+    Returns
+    -------
+    bound : float
+        Bits per training example, >= 0.
+    """
+    r = _check_rate(train_error, name="training error")
+    k = _check_num_classes(num_classes)
+    h = float(noisy_entropy_bits)
+    if not (math.isfinite(h) and h >= 0):
+        raise LimitlabError(f"noisy-label entropy must be a finite number of bits >= 0, got {noisy_entropy_bits!r}")
+    h_b = float(_entropy_bits(np.array([r, 1.0 - r])))
+    return max(0.0, h - h_b - r * math.log2(k - 1))
