@@ -1,0 +1,208 @@
+"""End-to-end: the CLI on tiny data, the run directory contract, resume, reproducibility, bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from limitlab.cli import main
+from limitlab.config import Config
+from limitlab.train import train
+
+TINY = ["--dataset", "digits", "--noise", "uniform:0.5", "--train-size", "300", "--epochs", "4", "--batch-size", "64",
+        "--quiet"]
+
+
+def _run(args, capsys=None):
+    code = main(args)
+    err = capsys.readouterr().err if capsys else ""
+    return code, err
+
+
+def test_train_writes_the_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _ = _run(["train", *TINY, "--method", "limit-g", "--beta", "1", "--seed", "3", "--out", str(out)], capsys)
+    assert code == 0
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert names == {"config.json", "metrics.jsonl", "noisy_labels.npz", "summary.json",
+                     "checkpoints/last.pt", "checkpoints/best.pt"}
+    config = Config.load(out / "config.json")
+    assert (config.method, config.beta, config.seed, config.train_size) == ("limit-g", 1.0, 3, 300)
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    for key in ("train_loss", "train_q_fit", "train_grad_norm_penalty", "train_noisy_accuracy", "memorized_fraction",
+                "corrected_fraction", "val_accuracy", "test_accuracy", "info_lower_bound_bits", "seconds"):
+        assert all(key in r for r in rows), key
+
+    summary = json.loads((out / "summary.json").read_text())
+    best = max(rows, key=lambda r: r["val_accuracy"])  # first maximum = the best epoch
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["test_accuracy"] == best["test_accuracy"]
+    assert summary["best_val_accuracy"] == best["val_accuracy"]
+    assert summary["final_train_noisy_accuracy"] == rows[-1]["train_noisy_accuracy"]
+    assert summary["memorized_fraction"] == rows[-1]["memorized_fraction"]
+    assert summary["info_lower_bound_bits"] == rows[-1]["info_lower_bound_bits"]
+
+    labels = np.load(out / "noisy_labels.npz")
+    assert len(labels["train_noisy"]) == 300
+    corrupted = labels["train_noisy"] != labels["train_true"]
+    np.testing.assert_array_equal(labels["train_corrupted"], corrupted)
+    assert float(labels["train_rate"]) == pytest.approx(corrupted.mean())
+    assert 0.35 < corrupted.mean() < 0.65  # uniform:0.5 on 300 labels
+    assert set(labels["train_index"]).isdisjoint(labels["val_index"])
+
+    best_ckpt = torch.load(out / "checkpoints" / "best.pt", weights_only=False)
+    assert best_ckpt["epoch"] == summary["best_epoch"]
+
+
+def test_same_seed_same_numbers_and_other_seed_differs(tmp_path):
+    def run(seed, name):
+        config = Config(dataset="digits", noise="uniform:0.5", train_size=300, epochs=3, batch_size=64,
+                        method="limit-l", sample_lambda=50.0, seed=seed)
+        summary = train(config, tmp_path / name, progress=False)
+        return {k: v for k, v in summary.items() if k != "seconds"}
+
+    a, b, c = run(0, "a"), run(0, "b"), run(1, "c")
+    assert a == b
+    assert a != c
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, capsys):
+    args = [*TINY, "--method", "limit-l", "--epochs", "5", "--warmup", "1", "--sample-lambda", "20"]
+    assert _run(["train", *args, "--out", str(tmp_path / "full")], capsys)[0] == 0
+
+    def kill_after_epoch_2(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    config = Config(dataset="digits", noise="uniform:0.5", train_size=300, epochs=5, batch_size=64,
+                    method="limit-l", warmup=1, sample_lambda=20.0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "killed", progress=False, on_epoch_end=kill_after_epoch_2)
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    assert not (tmp_path / "killed" / ".lock").exists()
+
+    assert _run(["train", "--out", str(tmp_path / "killed"), "--resume", "--quiet"], capsys)[0] == 0
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    resumed = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    full.pop("seconds"), resumed.pop("seconds")
+    assert resumed == full
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa: E731
+    read = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert strip(read(tmp_path / "killed")) == strip(read(tmp_path / "full"))
+
+
+def test_early_stopping_stops_after_patience(tmp_path):
+    config = Config(dataset="digits", noise="uniform:0.8", train_size=200, epochs=60, patience=3, batch_size=64,
+                    method="ce")
+    summary = train(config, tmp_path / "r", progress=False)
+    assert summary["stopped_early"]
+    assert summary["epochs_run"] == summary["best_epoch"] + 3
+
+
+def test_clean_validation_uses_true_labels(tmp_path):
+    config = Config(dataset="digits", noise="uniform:0.6", train_size=100, epochs=1, method="ce",
+                    clean_validation=True)
+    train(config, tmp_path / "r", progress=False)
+    labels = np.load(tmp_path / "r" / "noisy_labels.npz")
+    np.testing.assert_array_equal(labels["val_labels"], labels["val_true"])
+    assert labels["train_corrupted"].any()
+
+
+def test_mnist_run_end_to_end(tmp_path, capsys, data_root):
+    out = tmp_path / "mnist"
+    code, _ = _run(["train", "--dataset", "mnist", "--data-dir", str(data_root), "--noise", "uniform:0.8",
+                    "--train-size", "256", "--method", "limit-g", "--beta", "1", "--epochs", "1", "--seed", "0",
+                    "--quiet", "--out", str(out)], capsys)
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_size"] == 256 and 0.0 <= summary["test_accuracy"] <= 1.0
+    labels = np.load(out / "noisy_labels.npz")
+    assert len(labels["val_index"]) == 12000  # 20% of the 60k official training set
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "cifar7"], "unknown dataset"),
+    (["--method", "sgd"], "unknown method"),
+    (["--noise", "gaussian:0.3"], "noise"),
+    (["--noise", "uniform:1.5"], "outside [0, 1]"),
+    (["--noise", "uniform:-0.1"], "outside [0, 1]"),
+    (["--noise", "matrix:/nonexistent/T.csv"], "T.csv"),
+    (["--model", "cnn4"], "28×28"),
+    (["--model", "resnet1000"], "unknown model"),
+    (["--beta", "-1"], "--beta"),
+    (["--train-size", "100000"], "train"),
+    (["--dataset", "mnist", "--data-dir", "EMPTY"], "train-images-idx3-ubyte"),
+])
+def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path, capsys, args, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = [str(empty) if a == "EMPTY" else a for a in args]
+    out = tmp_path / "out"
+    code, err = _run(["train", "--epochs", "1", "--quiet", *args, "--out", str(out)], capsys)
+    assert code != 0
+    assert message in err
+    assert err.startswith("limitlab: error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_existing_output_directory_is_protected(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(["train", *TINY, "--epochs", "1", "--method", "ce", "--out", str(out)], capsys)[0] == 0
+    before = (out / "summary.json").read_bytes()
+    code, err = _run(["train", *TINY, "--epochs", "1", "--method", "ce", "--out", str(out)], capsys)
+    assert code != 0 and "--resume" in err and "--overwrite" in err
+    assert (out / "summary.json").read_bytes() == before
+
+    # a non-run directory is never deleted, even with --overwrite
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"x")
+    code, err = _run(["train", *TINY, "--epochs", "1", "--out", str(other), "--overwrite"], capsys)
+    assert code != 0 and "not a limitlab run directory" in err
+    assert (other / "holiday.jpg").exists()
+
+    # --resume with a flag that contradicts the saved config
+    code, err = _run(["train", "--out", str(out), "--resume", "--beta", "7"], capsys)
+    assert code != 0 and "--beta" in err
+
+    # --overwrite replaces a finished run
+    assert _run(["train", *TINY, "--epochs", "2", "--method", "ce", "--out", str(out), "--overwrite"], capsys)[0] == 0
+    assert json.loads((out / "summary.json").read_text())["epochs_run"] == 2
+
+
+def test_output_directory_in_use_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(Config(dataset="digits", epochs=1).to_dict()))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (out / ".lock").write_text(str(sleeper.pid))
+        code, err = _run(["train", "--out", str(out), "--resume", "--quiet"], capsys)
+        assert code != 0 and "in use by process" in err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the lock of a dead process is stale: the run proceeds
+    code, _ = _run(["train", "--out", str(out), "--resume", "--quiet"], capsys)
+    assert code == 0
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path, capsys):
+    code, err = _run(["train", *TINY, "--method", "ce", "--lr", "1e30", "--epochs", "3", "--out", str(tmp_path / "r")],
+                     capsys)
+    assert code != 0 and "diverged" in err and "--lr" in err
+    assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_help_lists_every_flag():
+    result = subprocess.run([sys.executable, "-m", "limitlab", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for flag in ("--dataset", "--data-dir", "--noise", "--train-size", "--clean-validation", "--method", "--beta",
+                 "--sample-lambda", "--warmup", "--epochs", "--patience", "--seed", "--device", "--out", "--resume",
+                 "--overwrite"):
+        assert flag in result.stdout, flag
