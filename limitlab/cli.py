@@ -52,7 +52,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
     for flag, field, typ, text in TRAIN_FLAGS:
         default = getattr(DEFAULTS, field)
         # SUPPRESS: only flags the user gave reach the namespace, so --resume can tell them apart.
-        p.add_argument(flag, dest=field, type=typ, default=argparse.SUPPRESS,
+        p.add_argument(flag, dest=field, type=typ, default=argparse.SUPPRESS, metavar=field.upper(),
                        help=f"{text} (default: {default})")
     p.add_argument("--clean-validation", dest="clean_validation", action="store_true", default=argparse.SUPPRESS,
                    help="validate on true labels instead of noisy ones (default: noisy validation, as in the paper)")
@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "labels, Adam, early stopping on (noisy) validation accuracy, clean test accuracy "
                                    "at the best-validation epoch. Writes config.json, metrics.jsonl, "
                                    "noisy_labels.npz, checkpoints/{last,best}.pt and summary.json into --out.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       epilog="example: limitlab train --dataset mnist --noise uniform:0.8 --train-size 1000 "
+                              "--method limit-g --beta 1 --seed 0 --out runs/x")
     _add_train_flags(p)
     p.add_argument("--out", required=True, help="run directory to create (must be missing or empty)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")

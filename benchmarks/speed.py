@@ -1,0 +1,106 @@
+"""Training throughput, in one process on the same data and model (the paper's MNIST CNN):
+
+  (a) a minimal plain-PyTorch CE loop written here (uint8 tensor, index slices, Adam),
+  (b) limitlab's CE   (limitlab.train.train_one_epoch with the CE objective),
+  (c) limitlab's LIMIT (the same with LIMIT_G: two networks, one backward).
+
+Epochs of (a), (b), (c) are interleaved and repeated; the median epoch time of each is reported as
+training images/s, with the ratios b/a (target ≥ 0.9) and time(c)/time(b) (target ≤ 2.1).
+
+    python benchmarks/speed.py                      # MNIST from $LIMITLAB_DATA, else synthetic 28×28
+    python benchmarks/speed.py --train-size 4096 --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from limitlab.config import Config
+from limitlab.models import build_model
+from limitlab.objectives import build_objective
+from limitlab.train import RunData, train_one_epoch
+
+
+def load_images(n: int, seed: int):
+    try:
+        from limitlab.data import load_dataset
+
+        data = load_dataset("mnist", download=False)
+        return data.train_images[:n], data.train_labels[:n], "MNIST", data.mean, data.std
+    except Exception as e:  # no MNIST here: same shapes, synthetic content (speed does not depend on it)
+        g = torch.Generator().manual_seed(seed)
+        print(f"(MNIST not available: {e}; using synthetic 28×28 images)")
+        return (torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8),
+                torch.randint(0, 10, (n,), generator=g), "synthetic", (0.5,), (0.25,))
+
+
+def plain_ce_epoch(model, optimizer, images, labels, mean, std, batch_size, generator):
+    """(a) The reference: what a careful user writes by hand."""
+    model.train()
+    order = torch.randperm(len(labels), generator=generator)
+    for start in range(0, len(labels), batch_size):
+        idx = order[start:start + batch_size]
+        x = (images[idx].float() / 255 - mean) / std
+        loss = F.cross_entropy(model(x), labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train-size", type=int, default=4096)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=5, help="timed epochs per variant (after one warm-up epoch)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    images, labels, source, mean, std = load_images(args.train_size, args.seed)
+    n = len(labels)
+    mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+    data = RunData(train_x=images, train_y=labels, train_true=labels, val_x=images[:0], val_y=labels[:0],
+                   test_x=images[:0], test_y=labels[:0], num_classes=10, input_shape=tuple(images.shape[1:]),
+                   scale=1.0 / (255.0 * std_t), shift=mean_t / std_t, noisy_entropy_bits=0.0, record={})
+
+    torch.manual_seed(args.seed)
+    plain = build_model("cnn4", data.input_shape, 10)
+    plain_opt = torch.optim.Adam(plain.parameters(), 1e-3)
+    objectives = {}
+    for name, method in (("limitlab CE", "ce"), ("limitlab LIMIT", "limit-g")):
+        config = Config(method=method, beta=1.0)
+        make = lambda role: build_model("cnn4", data.input_shape, 10, role)  # noqa: E731
+        obj = build_objective(method, make, config).to(memory_format=torch.channels_last)
+        objectives[name] = (obj, torch.optim.Adam(obj.parameters(), 1e-3))
+
+    g = torch.Generator().manual_seed(args.seed)
+    runs = {
+        "plain CE loop": lambda: plain_ce_epoch(plain, plain_opt, images, labels, mean_t, std_t, args.batch_size, g),
+        **{name: (lambda o=o, opt=opt: train_one_epoch(o, opt, data, args.batch_size, g))
+           for name, (o, opt) in objectives.items()},
+    }
+    times = {name: [] for name in runs}
+    for rep in range(args.repeats + 1):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            if rep > 0:  # the first epoch of each is warm-up
+                times[name].append(time.perf_counter() - t0)
+
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    print(f"data: {source}, {n} training images 1×28×28, batch {args.batch_size}, cnn4, "
+          f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}, median of {args.repeats} epochs")
+    print("| variant | s/epoch | images/s |")
+    print("|---|---|---|")
+    for name, t in med.items():
+        print(f"| {name} | {t:.3f} | {n / t:,.0f} |")
+    print(f"limitlab CE / plain CE throughput (b/a): {med['plain CE loop'] / med['limitlab CE']:.2f}  (target ≥ 0.90)")
+    print(f"LIMIT / CE time per epoch (c/b): {med['limitlab LIMIT'] / med['limitlab CE']:.2f}  (target ≤ 2.1)")
+
+
+if __name__ == "__main__":
+    main()
