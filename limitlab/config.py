@@ -26,6 +26,13 @@ class Config:
     beta: float = 10.0              # LIMIT's predicted-gradient norm penalty
     sample_lambda: float | None = None  # LIMIT +S: sample the classifier's gradient around ĝ
     warmup: int = 0                 # LIMIT: epochs in which only the q-network trains
+    grad_noise: str = "gaussian:0.1"  # ce-gn: DIST:SIGMA of the noise on each example's logit gradient
+    gce_q: float = 0.7              # gce's exponent q in (0, 1]
+    penalty_lambda: float = 1.0     # penalize: λ of ‖z‖²‖e_y − s(q)‖²
+    penalty_beta: float = 0.0       # penalize: β of ‖z‖²‖s(f) − s(q)‖²
+    transition: str | None = None   # fw: a known T (file) instead of the estimate from --init-from
+    init_from: str | None = None    # a CE run directory: the classifier starts from its best checkpoint
+    q_init_from: str | None = None  # LIMIT "+": the q-network starts from this CE run's best classifier
     dropout: float = 0.0
     weight_decay: float = 0.0
     # optimisation and protocol (SPEC §7)
@@ -64,6 +71,12 @@ class Config:
             (self.beta >= 0, f"--beta must be >= 0, not {self.beta}"),
             (self.sample_lambda is None or self.sample_lambda > 0, f"--sample-lambda must be > 0, not {self.sample_lambda}"),
             (self.warmup >= 0, f"--warmup must be >= 0, not {self.warmup}"),
+            (0.0 < self.gce_q <= 1.0, f"--gce-q must be in (0, 1], not {self.gce_q}"),
+            (self.penalty_lambda >= 0 and self.penalty_beta >= 0, "--penalty-lambda and --penalty-beta must be >= 0"),
+            (self.method != "fw" or self.init_from or self.transition,
+             "--method fw needs --init-from CE_RUN_DIR (T is estimated from that model) or --transition FILE"),
+            (self.q_init_from is None or self.method in ("limit-g", "limit-l"),
+             f"--q-init-from is for limit-g and limit-l, not {self.method}"),
             (0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), not {self.dropout}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, not {self.weight_decay}"),
             (self.lr > 0, f"--lr must be > 0, not {self.lr}"),

@@ -16,7 +16,8 @@ class CNN4(nn.Module):
     (each BN + ReLU) → fc128 ReLU → fc K. The q-network variant (``fc_batchnorm=True``) has BN in
     fc128. Input [B, C, 28, 28] (the conv stack reduces 28×28 to 1×1)."""
 
-    def __init__(self, in_channels: int, num_classes: int, fc_batchnorm: bool = False, dropout: float = 0.0):
+    def __init__(self, in_channels: int, num_classes: int, fc_batchnorm: bool = False, dropout: float = 0.0,
+                 head_bias: bool = True):
         super().__init__()
         self.features = nn.Sequential(
             *_conv_bn_relu(in_channels, 32, 4, 2, 1),
@@ -30,17 +31,22 @@ class CNN4(nn.Module):
             hidden.append(nn.BatchNorm1d(128))
         hidden += [nn.ReLU(inplace=True), nn.Dropout(dropout)]
         self.hidden = nn.Sequential(*hidden)
-        self.head = nn.Linear(128, num_classes)
+        self.head = nn.Linear(128, num_classes, bias=head_bias)
+
+    def forward_features(self, x):
+        """z: the input of the last layer [B, 128]."""
+        return self.hidden(self.features(x))
 
     def forward(self, x):
-        return self.head(self.hidden(self.features(x)))
+        return self.head(self.forward_features(x))
 
 
 class MLP(nn.Module):
     """The paper's MLP for the memorization study: ``depth`` × [fc ``width``, BN, ReLU] → fc K,
     with optional dropout after each hidden layer. Input [B, ...] is flattened."""
 
-    def __init__(self, in_features: int, num_classes: int, width: int = 512, depth: int = 4, dropout: float = 0.0):
+    def __init__(self, in_features: int, num_classes: int, width: int = 512, depth: int = 4, dropout: float = 0.0,
+                 head_bias: bool = True):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         for i in range(depth):
@@ -49,10 +55,14 @@ class MLP(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
         self.hidden = nn.Sequential(*layers)
-        self.head = nn.Linear(width, num_classes)
+        self.head = nn.Linear(width, num_classes, bias=head_bias)
+
+    def forward_features(self, x):
+        """z: the input of the last layer [B, width]."""
+        return self.hidden(x)
 
     def forward(self, x):
-        return self.head(self.hidden(x))
+        return self.head(self.forward_features(x))
 
 
 MODELS = {
@@ -62,16 +72,18 @@ MODELS = {
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, role: str = "classifier",
-                dropout: float = 0.0) -> nn.Module:
+                dropout: float = 0.0, head_bias: bool = True) -> nn.Module:
     """Build architecture ``name`` for inputs of ``input_shape`` = (C, H, W).
 
     ``role`` is "classifier" or "q" (LIMIT's q-network; for cnn4 it has BN in fc128, SPEC §6).
+    Every model has ``forward_features(x)`` (z, the last layer's input) and ``head`` (the last
+    layer); ``head_bias=False`` makes the last layer bias-free (the Penalize baseline).
     """
     c, h, w = input_shape
     if name == "cnn4":
         if (h, w) != (28, 28):
             raise LimitlabError(f"model cnn4 needs 28×28 images but the data are {h}×{w}; use --model mlp")
-        return CNN4(c, num_classes, fc_batchnorm=(role == "q"), dropout=dropout)
+        return CNN4(c, num_classes, fc_batchnorm=(role == "q"), dropout=dropout, head_bias=head_bias)
     if name == "mlp":
-        return MLP(c * h * w, num_classes, dropout=dropout)
+        return MLP(c * h * w, num_classes, dropout=dropout, head_bias=head_bias)
     raise LimitlabError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")

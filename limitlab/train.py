@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import metrics, noise, rundir
+from . import losses, metrics, noise, rundir
 from .config import Config
 from .data import load_dataset, split_train_val
 from .errors import LimitlabError
@@ -98,10 +98,50 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
     )
 
 
-def build_run_objective(config: Config, data: RunData) -> Objective:
+def load_classifier_weights(run: str | Path, config: Config, data: RunData, flag: str) -> dict:
+    """The best-validation classifier weights (and BatchNorm buffers) of an earlier run, after
+    checking that its dataset, architecture and number of classes match this run."""
+    path = Path(run) / rundir.BEST
+    if not path.exists():
+        raise LimitlabError(f"{flag} {run}: no {rundir.BEST} there; point it at a finished CE run directory")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    source = Config.from_dict(ckpt["config"])
+    ours, theirs = config.model or default_model(data.input_shape), source.model or default_model(data.input_shape)
+    if (source.dataset, theirs) != (config.dataset, ours):
+        raise LimitlabError(f"{flag} {run} was trained on {source.dataset} with {theirs}, but this run uses "
+                            f"{config.dataset} with {ours}; they must match")
+    head = [v for k, v in ckpt["classifier"].items() if k == "head.weight"]
+    if head and head[0].shape[0] != data.num_classes:
+        raise LimitlabError(f"{flag} {run} has {head[0].shape[0]} classes but this run has {data.num_classes}")
+    return ckpt["classifier"]
+
+
+def build_run_objective(config: Config, data: RunData) -> tuple[Objective, dict[str, np.ndarray]]:
+    """The run's objective with its networks initialised (``--init-from``, ``--q-init-from``), and
+    the extra arrays to save in the run directory (FW's transition matrix)."""
     model_name = config.model or default_model(data.input_shape)
-    make_model = lambda role: build_model(model_name, data.input_shape, data.num_classes, role, config.dropout)  # noqa: E731
-    return build_objective(config.method, make_model, config).to(memory_format=torch.channels_last)
+
+    def make_model(role, head_bias=True):
+        return build_model(model_name, data.input_shape, data.num_classes, role, config.dropout, head_bias)
+
+    init = config.init_from and load_classifier_weights(config.init_from, config, data, "--init-from")
+    extras, context = {}, {}
+    if config.method == "fw":
+        if config.transition:
+            t = noise.load_transition(config.transition, data.num_classes)
+        else:  # Patrini et al.: estimate T from the CE model's softmax on the training set
+            ce_model = make_model("classifier")
+            ce_model.load_state_dict(init)
+            t = losses.estimate_transition(predict_proba(ce_model, data.train_x, data.to_input,
+                                                         config.eval_batch_size).numpy())
+        extras["fw_transition"] = t
+        context["transition"] = torch.as_tensor(t, dtype=torch.float32, device=data.train_x.device)
+    objective = build_objective(config.method, make_model, config, context)
+    if init:
+        objective.classifier.load_state_dict(init)
+    if config.q_init_from:
+        objective.q_network.load_state_dict(load_classifier_weights(config.q_init_from, config, data, "--q-init-from"))
+    return objective.to(data.train_x.device, memory_format=torch.channels_last), extras
 
 
 def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data: RunData, batch_size: int,
@@ -136,6 +176,14 @@ def predict(model: torch.nn.Module, images: torch.Tensor, to_input: Callable, ba
     """Predicted classes [N] of ``model`` in eval mode, batch by batch."""
     model.eval()
     return torch.cat([model(to_input(images[i:i + batch_size])).argmax(1) for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, images: torch.Tensor, to_input: Callable, batch_size: int) -> torch.Tensor:
+    """Softmax outputs [N, K] of ``model`` in eval mode, on the CPU."""
+    model.eval()
+    return torch.cat([model(to_input(images[i:i + batch_size])).softmax(1).float().cpu()
+                      for i in range(0, len(images), batch_size)])
 
 
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, to_input: Callable,
@@ -202,7 +250,7 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
     device = resolve_device(config.device)
     data = prepare_data(config, device)
     torch.manual_seed(config.seed)
-    objective = build_run_objective(config, data).to(device)
+    objective, extras = build_run_objective(config, data)
     optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -218,6 +266,8 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
             history = [r for r in rundir.read_metrics(out) if r["epoch"] <= ckpt["epoch"]]
         rundir.write_json(out / rundir.CONFIG, config.to_dict())
         rundir.save_npz(out / rundir.NOISY_LABELS, **data.record)
+        for name, array in extras.items():
+            rundir.atomic_write_bytes(out / f"{name}.csv", _csv(array))
         rundir.write_metrics(out, history)  # drops rows of an epoch whose checkpoint was never written
 
         stopped_early = config.patience is not None and bad_epochs >= config.patience
@@ -263,6 +313,10 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
         summary = _summary(config, history, best, data, stopped_early)
         rundir.write_json(out / rundir.SUMMARY, summary)
     return summary
+
+
+def _csv(array: np.ndarray) -> bytes:
+    return "".join(",".join(f"{v:.6g}" for v in row) + "\n" for row in np.atleast_2d(array)).encode()
 
 
 def _progress(epochs, config: Config, enabled: bool, initial: int):
