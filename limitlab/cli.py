@@ -106,6 +106,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from .studies import memorization_configs, run_study
+
+    configs = memorization_configs(epochs=args.epochs, train_size=args.train_size, data_dir=args.data_dir,
+                                   seed=args.seed, dropout=args.dropout, weight_decay=args.weight_decay,
+                                   beta=args.beta, dataset=args.dataset, noise=args.noise)
+    size = "all" if args.train_size is None else args.train_size
+    title = f"{args.dataset}, {args.noise} label noise, MLP, {size} training examples"
+    summaries = run_study(configs, args.out, "memorization", title, progress=not args.quiet)
+    _print_summary([{**s, "method": name} for name, s in summaries.items()])
+    print(f"curves: {Path(args.out) / 'memorization.csv'}, plot: {Path(args.out) / 'memorization.png'}")
+    return 0
+
+
 def _print_summary(rows: list[dict]) -> None:
     cols = [("method", "method", "{}"), ("test acc (best val)", "test_accuracy", "{:.3f}"),
             ("test acc (last)", "final_test_accuracy", "{:.3f}"),
@@ -153,6 +167,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="where the two run directories go (earlier demo runs there are replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("study", help="multi-run studies of the paper (memorization: the paper's first figure)",
+                       description="memorization: MNIST with 80%% uniform label noise, the 4-layer MLP, no early "
+                                   "stopping, clean validation; trains CE, CE + dropout, CE + weight decay and "
+                                   "LIMIT_L, and writes memorization.png (training accuracy on the noisy labels and "
+                                   "clean test accuracy per epoch) and memorization.csv (the curves and the "
+                                   "information lower bound). Finished runs in --out are reused, interrupted ones "
+                                   "resumed. For a short CPU version: --epochs 30 --train-size 5000.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("name", choices=["memorization"], help="which study")
+    p.add_argument("--out", required=True, help="study directory (one run directory per method inside)")
+    p.add_argument("--epochs", type=int, default=400, help="epochs per run (the paper: 400)")
+    p.add_argument("--train-size", type=_optional_int, default=None, help="training examples (default: all 48k)")
+    p.add_argument("--dataset", default="mnist", help="dataset")
+    p.add_argument("--data-dir", default=None, help="data folder (else $LIMITLAB_DATA, else ~/.cache/limitlab)")
+    p.add_argument("--noise", default="uniform:0.8", help="label noise")
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout of the CE + dropout run")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay of the CE + weight decay run")
+    p.add_argument("--beta", type=float, default=10.0, help="LIMIT_L's β")
+    p.add_argument("--seed", type=int, default=0, help="seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_study)
     return parser
 
 
