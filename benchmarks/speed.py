@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from limitlab.config import Config
 from limitlab.models import build_model
 from limitlab.objectives import build_objective
-from limitlab.train import RunData, train_one_epoch
+from limitlab.train import RunData, Split, train_one_epoch
 
 
 def load_images(n: int, seed: int):
@@ -63,9 +63,9 @@ def main():
     images, labels, source, mean, std = load_images(args.train_size, args.seed)
     n = len(labels)
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
-    data = RunData(train_x=images, train_y=labels, train_true=labels, val_x=images[:0], val_y=labels[:0],
-                   test_x=images[:0], test_y=labels[:0], num_classes=10, input_shape=tuple(images.shape[1:]),
-                   scale=1.0 / (255.0 * std_t), shift=mean_t / std_t, noisy_entropy_bits=0.0, record={})
+    data = RunData(train=Split(labels, images), train_true=labels, val=Split(labels[:0], images[:0]), test=None,
+                   num_classes=10, input_shape=tuple(images.shape[1:]), scale=1.0 / (255.0 * std_t),
+                   shift=mean_t / std_t, noisy_entropy_bits=0.0, record={})
 
     torch.manual_seed(args.seed)
     plain = build_model("cnn4", data.input_shape, 10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,12 @@ TRAIN_FLAGS = [
      "stop after this many epochs without a better validation accuracy ('none' or 0: never stop early)"),
     ("--seed", "seed", int, "seed of the split, the label noise, the initialisation and the batch order"),
     ("--device", "device", str, "auto (cuda when available), cpu, cuda, cuda:N"),
+    ("--precision", "precision", str, "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16"),
+    ("--image-size", "image_size", _optional_int,
+     "image-file datasets: crop size, after resizing the shorter side to 8/7 of it (default: the dataset's, 224)"),
+    ("--workers", "workers", int, "loader processes for image-file datasets (clothing1m, imagefolder)"),
+    ("--train-eval-every", "train_eval_every", int,
+     "pass over the training set for the memorization metrics every k epochs (0: never; large datasets)"),
     ("--eval-batch-size", "eval_batch_size", int, "batch size of the evaluation passes"),
     ("--test-every", "test_every", int,
      "test-set pass every k epochs; always done at a new best validation epoch and at the last epoch"),
@@ -64,10 +71,14 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
                        help=f"{text} (default: {default})")
     p.add_argument("--clean-validation", dest="clean_validation", action="store_true", default=argparse.SUPPRESS,
                    help="validate on true labels instead of noisy ones (default: noisy validation, as in the paper)")
+    p.add_argument("--compile", dest="compile", action="store_true", default=argparse.SUPPRESS,
+                   help="torch.compile the training step (worth it on GPUs; minutes of start-up on CPU)")
+    p.add_argument("--pretrained", dest="pretrained", action="store_true", default=argparse.SUPPRESS,
+                   help="start resnet50 from ImageNet weights (needs torchvision: pip install 'limitlab[pretrained]')")
 
 
 def _given(args: argparse.Namespace) -> dict:
-    fields = {field for _, field, _, _ in TRAIN_FLAGS} | {"clean_validation"}
+    fields = {field for _, field, _, _ in TRAIN_FLAGS} | {"clean_validation", "compile", "pretrained"}
     return {k: v for k, v in vars(args).items() if k in fields}
 
 
@@ -86,8 +97,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = Config(**given)
     summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-    _print_summary([summary])
-    print(f"run directory: {args.out}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        _print_summary([summary])
+        print(f"run directory: {args.out}")
     return 0
 
 
@@ -126,7 +138,8 @@ def _print_summary(rows: list[dict]) -> None:
             ("train acc on noisy labels", "final_train_noisy_accuracy", "{:.3f}"),
             ("memorized", "memorized_fraction", "{:.3f}"), ("corrected", "corrected_fraction", "{:.3f}"),
             ("info bound (bits)", "info_lower_bound_bits", "{:.3f}"), ("best epoch", "best_epoch", "{}")]
-    table = [[c[0] for c in cols]] + [[fmt.format(r[key]) for _, key, fmt in cols] for r in rows]
+    cell = lambda v, fmt: "-" if v is None else fmt.format(v)  # noqa: E731  (None: not measured)
+    table = [[c[0] for c in cols]] + [[cell(r[key], fmt) for _, key, fmt in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     for row in table:
         print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
@@ -192,12 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_sentence(error: LimitlabError) -> str:
+    """The message, without the traceback a DataLoader worker wraps around errors it re-raises."""
+    text = str(error)
+    if text.startswith("Caught LimitlabError"):
+        text = text.strip().splitlines()[-1].split("LimitlabError: ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except LimitlabError as e:
-        print(f"limitlab: error: {e}", file=sys.stderr)
+        print(f"limitlab: error: {_one_sentence(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("limitlab: interrupted; continue with --resume", file=sys.stderr)

@@ -42,6 +42,12 @@ class Config:
     patience: int | None = 100      # early stopping on noisy-validation accuracy; None: never stop early
     seed: int = 0
     device: str = "auto"            # "auto": cuda when available, else cpu
+    precision: str = "auto"         # "auto": bf16 autocast on CUDA, fp32 on CPU; or "fp32", "bf16"
+    compile: bool = False           # torch.compile the training step (GPU; slow to start on CPU)
+    image_size: int | None = None   # image-file datasets: crop size (None: the dataset's, 224), resized to 8/7 of it
+    workers: int = 4                # loader processes for image-file datasets (Clothing1M, imagefolder)
+    pretrained: bool = False        # ImageNet weights for resnet50 (needs the optional torchvision)
+    train_eval_every: int = 1       # pass over the training set for the memorization metrics every k epochs (0: never)
     eval_batch_size: int = 256     # measured fastest on CPU for cnn4
     test_every: int = 1             # test-set pass every k epochs (and always at a new best validation epoch)
 
@@ -83,6 +89,10 @@ class Config:
             (self.batch_size >= 2, f"--batch-size must be at least 2, not {self.batch_size}"),
             (self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}"),
             (self.patience is None or self.patience >= 1, f"--patience must be at least 1, not {self.patience}"),
+            (self.precision in ("auto", "fp32", "bf16"), f"--precision must be auto, fp32 or bf16, not {self.precision}"),
+            (self.image_size is None or self.image_size >= 8, f"--image-size must be at least 8, not {self.image_size}"),
+            (self.workers >= 0, f"--workers must be >= 0, not {self.workers}"),
+            (self.train_eval_every >= 0, f"--train-eval-every must be >= 0, not {self.train_eval_every}"),
             (self.test_every >= 1, f"--test-every must be at least 1, not {self.test_every}"),
             (self.eval_batch_size >= 1, f"--eval-batch-size must be at least 1, not {self.eval_batch_size}"),
         ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+
+import torch
 from torch import nn
 
 from .errors import LimitlabError
@@ -55,35 +58,239 @@ class MLP(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
         self.hidden = nn.Sequential(*layers)
-        self.head = nn.Linear(width, num_classes, bias=head_bias)
+        self.head = nn.Linear(width if depth else in_features, num_classes, bias=head_bias)
 
     def forward_features(self, x):
-        """z: the input of the last layer [B, width]."""
+        """z: the input of the last layer [B, width] ([B, in_features] when depth is 0)."""
         return self.hidden(x)
 
     def forward(self, x):
         return self.head(self.forward_features(x))
 
 
+def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+
+
+def _conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convs (BN, ReLU) with an identity or 1×1-conv shortcut (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(self, c_in: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = _conv3x3(c_in, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or c_in != planes:
+            self.downsample = nn.Sequential(_conv1x1(c_in, planes, stride), nn.BatchNorm2d(planes))
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn2
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1×1 → 3×3 (carries the stride, as torchvision's v1.5) → 1×1 (×4 channels), each with BN,
+    plus an identity or 1×1-conv shortcut (ResNet-50)."""
+
+    expansion = 4
+
+    def __init__(self, c_in: int, planes: int, stride: int = 1):
+        super().__init__()
+        out = planes * self.expansion
+        self.conv1 = _conv1x1(c_in, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, out)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or c_in != out:
+            self.downsample = nn.Sequential(_conv1x1(c_in, out, stride), nn.BatchNorm2d(out))
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn3
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """A ResNet with torchvision's module names (``conv1``, ``bn1``, ``layer1.0.conv1``, ...),
+    except that the last layer is ``head`` (not ``fc``).
+
+    ``stem="cifar"``: 3×3 stride-1 conv + BN + ReLU, no max-pool (layer1 sees the full image).
+    ``stem="imagenet"``: 7×7 stride-2 conv + BN + ReLU + 3×3 stride-2 max-pool (÷4).
+    Then four stages of widths 64/128/256/512 (× the block's expansion), global average pool,
+    dropout (``dropout``; 0 = none) and ``head`` = fc K. Kaiming-normal convs, BN weight 1 bias 0;
+    ``zero_init_residual=True`` zeroes each block's last BN weight.
+    """
+
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], in_channels: int,
+                 num_classes: int, stem: str = "cifar", dropout: float = 0.0, head_bias: bool = True,
+                 zero_init_residual: bool = False):
+        super().__init__()
+        if stem not in ("cifar", "imagenet"):
+            raise LimitlabError(f"unknown ResNet stem {stem!r}; choose 'cifar' or 'imagenet'")
+        self.stem = stem
+        if stem == "cifar":
+            self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else nn.Identity()
+        c_in = 64
+        stages = []
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
+            blocks = []
+            for j in range(n):
+                blocks.append(block(c_in, planes, stride=2 if (i > 0 and j == 0) else 1))
+                c_in = planes * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = c_in
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(c_in, num_classes, bias=head_bias)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    nn.init.zeros_(m.last_bn().weight)
+
+    def forward_features(self, x):
+        """z: the globally pooled features, the input of the last layer [B, 512] or [B, 2048]."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x):
+        return self.head(self.dropout(self.forward_features(x)))
+
+
+_RESNETS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+}
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+PRETRAINED_HINT = ("pip install 'limitlab[pretrained]' (torchvision) on a machine where torchvision "
+                   "imports beside the installed torch")
+
+
+def torchvision_resnet50_state() -> dict[str, torch.Tensor] | None:
+    """torchvision's ImageNet ResNet-50 weights (IMAGENET1K_V1) without ``fc.*``, or None, with a
+    warning, when torchvision does not import; LimitlabError when the weights cannot be fetched."""
+    try:
+        import torchvision  # noqa: PLC0415 (optional dependency)
+    except Exception as e:  # ImportError, or a RuntimeError when its build does not match torch's
+        warnings.warn(f"resnet50 pretrained=True: torchvision is not available ({_one_line(e)}), "
+                      f"so the network starts from random weights, not ImageNet weights; to get them, "
+                      f"{PRETRAINED_HINT}", UserWarning, stacklevel=3)
+        return None
+    try:
+        source = torchvision.models.resnet50(weights="IMAGENET1K_V1")
+    except Exception as e:  # offline, blocked download, corrupt cache, torchvision too old for weights=
+        raise LimitlabError(
+            f"could not load torchvision's ImageNet ResNet-50 weights ({_one_line(e)}); connect to "
+            f"the network once or put the checkpoint in the torch hub cache ($TORCH_HOME), or drop pretrained"
+        ) from e
+    return {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}
+
+
+def load_backbone(model: ResNet, src: dict[str, torch.Tensor]) -> None:
+    """Copy ``src`` (torchvision names, no ``fc.*``) into every parameter and buffer of ``model`` but
+    ``head.*``; LimitlabError unless the key sets are equal and all shapes agree."""
+    src = {k: v for k, v in src.items() if not k.startswith("fc.")}
+    dst = model.state_dict()
+    dst_keys = {k for k in dst if not k.startswith("head.")}
+    missing, unexpected = sorted(dst_keys - set(src)), sorted(set(src) - dst_keys)
+    if missing or unexpected:
+        raise LimitlabError(f"torchvision's resnet50 weights do not match limitlab's resnet50 "
+                            f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    bad = [f"{k} {tuple(src[k].shape)} vs {tuple(dst[k].shape)}" for k in sorted(dst_keys)
+           if src[k].shape != dst[k].shape]
+    if bad:
+        raise LimitlabError(f"torchvision's resnet50 weights do not fit this network (pretrained weights need "
+                            f"3-channel images and the ImageNet stem): shape mismatch in {', '.join(bad[:3])}")
+    model.load_state_dict(src, strict=False)
+
+
 MODELS = {
     "cnn4": "the paper's 4-layer CNN for 28×28 images (MNIST, Fashion-MNIST)",
     "mlp": "4 × [fc512 BN ReLU] → fc K (the memorization study; any input size)",
+    "linear": "one linear layer on the flattened image (multinomial logistic regression; no BatchNorm)",
+    "resnet18": "ResNet-18 (BasicBlocks [2,2,2,2]); CIFAR stem for images up to 64×64, ImageNet stem above",
+    "resnet34": "ResNet-34 (BasicBlocks [3,4,6,3]); CIFAR stem up to 64×64 (the paper's CIFAR net), ImageNet above",
+    "resnet50": "ResNet-50 (Bottlenecks [3,4,6,3], ImageNet stem, torchvision names; the paper's Clothing1M net)",
 }
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, role: str = "classifier",
-                dropout: float = 0.0, head_bias: bool = True) -> nn.Module:
+                dropout: float = 0.0, head_bias: bool = True, pretrained: bool = False,
+                stem: str | None = None, zero_init_residual: bool = False) -> nn.Module:
     """Build architecture ``name`` for inputs of ``input_shape`` = (C, H, W).
 
-    ``role`` is "classifier" or "q" (LIMIT's q-network; for cnn4 it has BN in fc128, SPEC §6).
+    ``role`` is "classifier" or "q" (LIMIT's q-network; for cnn4 it has BN in fc128, SPEC §6;
+    for the ResNets it is the same architecture).
     Every model has ``forward_features(x)`` (z, the last layer's input) and ``head`` (the last
     layer); ``head_bias=False`` makes the last layer bias-free (the Penalize baseline).
+    ResNets: ``stem`` is None (resnet18/34: "cifar" if H, W ≤ 64 else "imagenet"; resnet50:
+    "imagenet"), "cifar" or "imagenet"; ``pretrained=True`` (resnet50 only) starts from
+    torchvision's ImageNet weights, all but the head (a warning and random weights when
+    torchvision is not installed); ``zero_init_residual`` zeroes each block's last BN weight.
     """
     c, h, w = input_shape
+    if name not in MODELS:
+        raise LimitlabError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    if pretrained and name != "resnet50":
+        raise LimitlabError(f"pretrained weights exist only for resnet50, not {name}; drop pretrained")
     if name == "cnn4":
         if (h, w) != (28, 28):
             raise LimitlabError(f"model cnn4 needs 28×28 images but the data are {h}×{w}; use --model mlp")
         return CNN4(c, num_classes, fc_batchnorm=(role == "q"), dropout=dropout, head_bias=head_bias)
     if name == "mlp":
         return MLP(c * h * w, num_classes, dropout=dropout, head_bias=head_bias)
-    raise LimitlabError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    if name == "linear":
+        return MLP(c * h * w, num_classes, depth=0, head_bias=head_bias)
+    if h < 8 or w < 8:
+        raise LimitlabError(f"model {name} needs images of at least 8×8 but the data are {h}×{w}; use --model mlp")
+    block, layers = _RESNETS[name]
+    pretrained_state = torchvision_resnet50_state() if pretrained else None  # fetch before building
+    if stem is None:
+        stem = "imagenet" if name == "resnet50" or h > 64 or w > 64 else "cifar"
+    model = ResNet(block, layers, c, num_classes, stem=stem, dropout=dropout, head_bias=head_bias,
+                   zero_init_residual=zero_init_residual)
+    if pretrained_state is not None:
+        load_backbone(model, pretrained_state)
+    return model

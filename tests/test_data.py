@@ -230,7 +230,7 @@ def test_digits():
 
 
 def test_unknown_dataset_lists_names():
-    assert set(DATASETS) == {"digits", "mnist", "fashion-mnist"}
+    assert set(DATASETS) == {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "clothing1m", "imagefolder"}
     with pytest.raises(LimitlabError, match="digits, mnist, fashion-mnist"):
         load_dataset("cifar-11")
 

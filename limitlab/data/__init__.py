@@ -1,7 +1,9 @@
 """Datasets as uint8 tensors, and the train/validation split of SPEC §5.
 
 ``load_dataset(name)`` returns an :class:`ImageData` holding the whole official training and test
-sets in memory; ``split_train_val`` picks the validation part and the training subset by index.
+sets in memory (MNIST, CIFAR), or a :class:`FileData` listing image files that are decoded
+while training (Clothing1M, a folder of images); ``split_train_val`` picks the validation part
+and the training subset by index.
 File formats and downloading stay inside this package.
 """
 
@@ -18,16 +20,21 @@ import numpy as np
 import torch
 
 from limitlab.data import download
+from limitlab.data.files import FileData, ImageFiles, load_clothing1m, load_imagefolder
 from limitlab.data.idx import read_idx, write_idx
 from limitlab.errors import LimitlabError
 
-__all__ = ["DATASETS", "ImageData", "load_dataset", "read_idx", "resolve_data_dir", "split_train_val",
-           "write_idx"]
+__all__ = ["DATASETS", "FileData", "ImageData", "ImageFiles", "load_dataset", "read_idx", "resolve_data_dir",
+           "split_train_val", "write_idx"]
 
 DATASETS: dict[str, str] = {
     "digits": "8x8 handwritten digits, 1797 images embedded in the package (no download)",
     "mnist": "MNIST handwritten digits, 28x28, 60k train / 10k test (IDX files, downloaded if missing)",
     "fashion-mnist": "Fashion-MNIST clothing, 28x28, 60k train / 10k test (IDX files, downloaded if missing)",
+    "cifar10": "CIFAR-10 objects, 10 classes, 32x32 colour, 50k train / 10k test (downloaded if missing)",
+    "cifar100": "CIFAR-100 objects, 100 fine classes, 32x32 colour, 50k train / 10k test (downloaded if missing)",
+    "clothing1m": "Clothing1M clothes, 14 classes, 1M web images with real noisy labels (request from the authors)",
+    "imagefolder": "your own images: --data-dir with train/<class>/ folders or a labels.csv (path,label[,split])",
 }
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -53,6 +60,8 @@ class ImageData:
     :func:`split_train_val`); ``test_*`` is the official test set.
     Images are uint8 [N, C, H, W]; labels are int64 [N] in 0..num_classes-1.
     ``mean``/``std`` are per-channel, on the 0..1 scale (pixel / 255), for normalisation.
+    ``augmentation`` names the training-time augmentation (SPEC §5): None, or "crop-flip" (random
+    crop with padding 4 and horizontal flip, see :func:`limitlab.data.augment.random_crop_flip`).
     """
 
     name: str
@@ -64,6 +73,7 @@ class ImageData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: list[str]
+    augmentation: str | None = None
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -72,17 +82,30 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     return Path(chosen).expanduser()
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> ImageData:
-    """Load dataset ``name`` (a key of DATASETS) as uint8 tensors.
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
+                 download: bool = True) -> ImageData | FileData:
+    """Load dataset ``name`` (a key of DATASETS).
 
-    ``mnist`` and ``fashion-mnist`` are read from ``<data root>/<name>/`` (see resolve_data_dir),
-    downloading missing files if ``download`` is true; ``digits`` is embedded in the package.
+    ``mnist``, ``fashion-mnist``, ``cifar10`` and ``cifar100`` are read from ``<data root>/<name>/``
+    (see resolve_data_dir) as uint8 tensors (ImageData), downloading missing files if ``download`` is
+    true; ``digits`` is embedded in the package. ``clothing1m`` (from ``<data root>/clothing1m/``) and
+    ``imagefolder`` (``data_dir`` is the folder itself) are lists of image files (FileData).
     """
     key = name.strip().lower()
     if key == "digits":
         return _load_digits()
     if key in _IDX_DATASETS:
         return _load_idx_dataset(key, resolve_data_dir(data_dir) / key, download)
+    if key in ("cifar10", "cifar100"):
+        from limitlab.data.cifar import load_cifar  # imports ImageData from this package
+        return load_cifar(key, resolve_data_dir(data_dir) / key, download)
+    if key == "clothing1m":
+        return load_clothing1m(resolve_data_dir(data_dir) / key)
+    if key == "imagefolder":
+        if data_dir is None:
+            raise LimitlabError("the imagefolder dataset needs --data-dir set to the folder that holds your "
+                                "train/<class>/ folders or labels.csv")
+        return load_imagefolder(Path(data_dir).expanduser())
     raise LimitlabError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 

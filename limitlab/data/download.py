@@ -1,4 +1,4 @@
-"""Fetching the IDX datasets from their official sources, with md5 checksums.
+"""Fetching the IDX and CIFAR datasets from their official sources, with md5 checksums.
 
 A file is downloaded to a temporary file beside its destination, checked, then renamed into
 place, so an interrupted or corrupted download never leaves a file that looks complete.
@@ -25,6 +25,8 @@ from limitlab.errors import LimitlabError
 BASE_URLS = {
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "fashion-mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/",
 }
 
 # md5 of each published .gz file (as listed in torchvision's dataset resources).
@@ -41,6 +43,8 @@ CHECKSUMS = {
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     },
+    "cifar10": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+    "cifar100": {"cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85"},
 }
 
 TIMEOUT_S = 5.0  # connect/read timeout: a machine without network finds out within seconds
