@@ -88,12 +88,13 @@ def main():
     ap.add_argument("--patience", type=int, default=100)
     ap.add_argument("--test-every", type=int, default=10, help="test pass every k epochs (always at a new best)")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time; CPU threads are split between them")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: cores / jobs)")
     ap.add_argument("--table-only", action="store_true")
     args = ap.parse_args()
     if not args.table_only:
         jobs = [(m, p, b, s) for s in args.seeds for p in args.noise_rates for m in args.methods
                 for b in ([None] if m == "ce" else args.betas)]
-        threads = max(1, (os.cpu_count() or 2) // args.jobs)
+        threads = args.threads or max(1, (os.cpu_count() or 2) // args.jobs)
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda j: launch(args, *j, threads), jobs))
     text = table(args)

@@ -7,8 +7,13 @@
 Epochs of (a), (b), (c) are interleaved and repeated; the median epoch time of each is reported as
 training images/s, with the ratios b/a (target ≥ 0.9) and time(c)/time(b) (target ≤ 2.1).
 
+With a GPU (or --resnet), a second section times ResNet-34 (CIFAR variant) on synthetic CIFAR-size
+tensors on the device, CE and LIMIT, fp32 eager vs bf16 autocast + channels_last vs + torch.compile.
+
     python benchmarks/speed.py                      # MNIST from $LIMITLAB_DATA, else synthetic 28×28
     python benchmarks/speed.py --train-size 4096 --repeats 7
+    python benchmarks/speed.py --skip-cnn4 --resnet --device cpu --resnet-train-size 64 --resnet-batch-size 32 \
+        --repeats 1 --no-compile      # a CPU smoke run of the GPU section
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch.nn.functional as F
 from limitlab.config import Config
 from limitlab.models import build_model
 from limitlab.objectives import build_objective
-from limitlab.train import RunData, Split, train_one_epoch
+from limitlab.train import RunData, Runtime, Split, train_one_epoch
 
 
 def load_images(n: int, seed: int):
@@ -52,13 +57,82 @@ def plain_ce_epoch(model, optimizer, images, labels, mean, std, batch_size, gene
         optimizer.step()
 
 
+def resnet_section(args):
+    """GPU fast path: ResNet-34 (CIFAR variant) on synthetic CIFAR-size uint8 tensors on the device,
+    CE and LIMIT, fp32 eager (NCHW) vs bf16 autocast + channels_last vs + torch.compile."""
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(args.seed)
+    n = args.resnet_train_size
+    images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8).to(device)
+    labels = torch.randint(0, 10, (n,), generator=g).to(device)
+    mean = torch.tensor((0.4914, 0.4822, 0.4465), device=device).view(-1, 1, 1)
+    std = torch.tensor((0.2470, 0.2435, 0.2616), device=device).view(-1, 1, 1)
+    variants = [("fp32 eager", "fp32", False, False), ("bf16 + channels_last", "bf16", True, False)]
+    if not args.no_compile:
+        variants.append(("bf16 + channels_last + compile", "bf16", True, True))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    rows = []
+    for method in ("ce", "limit-g"):
+        for name, precision, channels_last, compiled in variants:
+            data = RunData(train=Split(labels, images), train_true=labels, val=Split(labels[:0], images[:0]), test=None,
+                           num_classes=10, input_shape=(3, 32, 32), scale=1.0 / (255.0 * std), shift=mean / std,
+                           noisy_entropy_bits=0.0, record={}, augmentation="crop-flip")
+            if not channels_last:  # the plain layout: shadow the channels_last conversion
+                data.to_input = lambda im, d=data: im.float().mul_(d.scale).sub_(d.shift)
+            torch.manual_seed(args.seed)
+            make = lambda role: build_model("resnet34", (3, 32, 32), 10, role)  # noqa: E731
+            obj = build_objective(method, make, Config(method=method, beta=1.0)).to(device)
+            if channels_last:
+                obj = obj.to(memory_format=torch.channels_last)
+            opt = torch.optim.Adam(obj.parameters(), 1e-3)
+            runtime = Runtime(device, precision=precision)
+            step = torch.compile(obj) if compiled else obj
+            times = []
+            for rep in range(args.repeats + 1):  # epoch 0: warm-up (and compilation)
+                sync()
+                t0 = time.perf_counter()
+                train_one_epoch(obj, opt, data, args.resnet_batch_size, g, runtime, step)
+                sync()
+                if rep > 0:
+                    times.append(time.perf_counter() - t0)
+            rows.append((method, name, statistics.median(times)))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"\nResNet-34 (CIFAR variant), synthetic 3×32×32 uint8 on {name}, {n} images, batch "
+          f"{args.resnet_batch_size}, crop/flip on the device, median of {args.repeats} epochs, torch {torch.__version__}")
+    print("| method | variant | s/epoch | images/s |")
+    print("|---|---|---|---|")
+    for method, variant, t in rows:
+        print(f"| {method} | {variant} | {t:.3f} | {n / t:,.0f} |")
+    by = {(m, v): t for m, v, t in rows}
+    for variant, *_ in variants:
+        print(f"LIMIT / CE time per epoch, {variant}: {by[('limit-g', variant)] / by[('ce', variant)]:.2f}")
+    base = variants[0][0]
+    for variant, *_ in variants[1:]:
+        print(f"speed-up over fp32 eager, {variant}: CE {by[('ce', base)] / by[('ce', variant)]:.2f}×, "
+              f"LIMIT {by[('limit-g', base)] / by[('limit-g', variant)]:.2f}×")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-size", type=int, default=4096)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5, help="timed epochs per variant (after one warm-up epoch)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resnet", action="store_true",
+                    help="also the GPU section (ResNet-34, CIFAR size); on by default when CUDA is available")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="device of the ResNet section")
+    ap.add_argument("--resnet-train-size", type=int, default=16384)
+    ap.add_argument("--resnet-batch-size", type=int, default=512)
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    ap.add_argument("--skip-cnn4", action="store_true", help="only the ResNet section")
     args = ap.parse_args()
+    if not args.skip_cnn4:
+        cnn4_section(args)
+    if args.resnet or torch.cuda.is_available():
+        resnet_section(args)
+
+
+def cnn4_section(args):
 
     images, labels, source, mean, std = load_images(args.train_size, args.seed)
     n = len(labels)
