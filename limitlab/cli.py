@@ -94,6 +94,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 raise LimitlabError(f"--resume continues the saved run, but {', '.join('--' + k.replace('_', '-') for k in differing)} "
                                     "differ from its config.json; drop those flags or start a new --out")
         config = Config()
+    elif args.config:
+        # A config file (e.g. a run's config.json, or one written by a sweep); flags override it.
+        config = Config.from_dict({**Config.load(args.config).to_dict(), **given})
     else:
         config = Config(**given)
     summary = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
@@ -163,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example: limitlab train --dataset mnist --noise uniform:0.8 --train-size 1000 "
                               "--method limit-g --beta 1 --seed 0 --out runs/x")
     _add_train_flags(p)
+    p.add_argument("--config", help="start from this config JSON (e.g. another run's config.json); flags override it")
     p.add_argument("--out", required=True, help="run directory to create (must be missing or empty)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")

@@ -206,3 +206,18 @@ def test_help_lists_every_flag():
                  "--sample-lambda", "--warmup", "--epochs", "--patience", "--seed", "--device", "--out", "--resume",
                  "--overwrite"):
         assert flag in result.stdout, flag
+
+
+def test_config_file_recreates_a_run_and_flags_override_it(tmp_path, capsys):
+    first = tmp_path / "first"
+    assert _run(["train", *TINY, "--method", "limit-g", "--beta", "2", "--epochs", "2", "--out", str(first)], capsys)[0] == 0
+    again = tmp_path / "again"
+    assert _run(["train", "--config", str(first / "config.json"), "--quiet", "--out", str(again)], capsys)[0] == 0
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (first, again))
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b  # a run is re-created from its config.json alone
+    other = tmp_path / "other"
+    assert _run(["train", "--config", str(first / "config.json"), "--beta", "5", "--quiet", "--out", str(other)],
+                capsys)[0] == 0
+    assert Config.load(other / "config.json").beta == 5.0
+    assert Config.load(other / "config.json").method == "limit-g"
