@@ -15,7 +15,6 @@ Every user mistake raises :class:`limitlab.errors.LimitlabError` with a one-sent
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -369,31 +368,3 @@ def noisy_label_entropy_bits(transition: np.ndarray, class_frequencies: np.ndarr
         raise LimitlabError("class frequencies must be finite, non-negative and not all zero")
     return float(pi @ _entropy_bits(t) / pi.sum())
 
-
-def fano_information_lower_bound(train_error: float, num_classes: int, noisy_entropy_bits: float) -> float:
-    """Fano lower bound on the label-noise information in the weights, ``I(w; noisy y | x) / n``.
-
-    ``max(0, H(noisy y | x) - H_b(r) - r log2(K-1))`` with ``r`` the training error on the noisy
-    labels and ``H_b`` the binary entropy in bits (``0 log 0 = 0``, so r=0 and r=1 are fine).
-
-    Parameters
-    ----------
-    train_error : float
-        r in [0, 1]: fraction of training examples whose prediction differs from the noisy label.
-    num_classes : int
-        K (>= 2).
-    noisy_entropy_bits : float
-        ``H(noisy y | x)`` in bits, e.g. from :func:`noisy_label_entropy_bits`.
-
-    Returns
-    -------
-    bound : float
-        Bits per training example, >= 0.
-    """
-    r = _check_rate(train_error, name="training error")
-    k = _check_num_classes(num_classes)
-    h = float(noisy_entropy_bits)
-    if not (math.isfinite(h) and h >= 0):
-        raise LimitlabError(f"noisy-label entropy must be a finite number of bits >= 0, got {noisy_entropy_bits!r}")
-    h_b = float(_entropy_bits(np.array([r, 1.0 - r])))
-    return max(0.0, h - h_b - r * math.log2(k - 1))

@@ -7,10 +7,10 @@ import pytest
 
 from limitlab import noise
 from limitlab.errors import LimitlabError
+from limitlab.metrics import fano_information_lower_bound
 from limitlab.noise import (
     NOISE_MODELS,
     corrupt_labels,
-    fano_information_lower_bound,
     load_transition,
     noisy_label_entropy_bits,
     pair_cifar10_transition,
@@ -216,7 +216,7 @@ def test_fano_bound_edges_and_clipping():
     assert fano_information_lower_bound(0.8, 10, h) == pytest.approx(0.0, abs=1e-9)
     assert fano_information_lower_bound(0.9, 10, h) == 0.0  # negative -> clipped
     assert fano_information_lower_bound(1.0, 2, 0.5) == 0.5  # K = 2: log2(1) = 0
-    with pytest.raises(LimitlabError):
+    with pytest.raises(ValueError):
         fano_information_lower_bound(1.2, 10, h)
 
 
