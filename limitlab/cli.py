@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -135,6 +136,51 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    from .detect import detect
+
+    result = detect(args.run, score=args.score, top=args.top, out=args.out, batch_size=args.batch_size,
+                    progress=not args.quiet, device=args.device)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .presets import list_presets
+
+    presets = list_presets()
+    width = max(len(name) for name, _ in presets)
+    for name, description in presets:
+        if args.filter is None or args.filter in name:
+            print(f"{name.ljust(width)}  {description}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import run_sweep
+
+    options = dict(item.split("=", 1) for item in args.launcher_option)
+    statuses = run_sweep(args.preset, args.out, jobs=args.jobs, dry_run=args.dry_run, launcher=args.launcher,
+                         progress=not args.quiet, launcher_options=options or None)
+    failed = [s for s in statuses if not s.ok]
+    if failed and not args.dry_run:
+        print(f"limitlab: {len(failed)} of {len(statuses)} runs did not complete: "
+              + "; ".join(f"{s.name} ({s.state}: {s.message})" for s in failed[:5]), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    if not Path(args.dir).is_dir():
+        raise LimitlabError(f"{args.dir} is not a directory; give the folder that holds the run directories")
+    written = write_report(args.dir, out=args.out, preset=args.preset)
+    print(written["report.md"].read_text())
+    print("written: " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
 def _print_summary(rows: list[dict]) -> None:
     cols = [("method", "method", "{}"), ("test acc (best val)", "test_accuracy", "{:.3f}"),
             ("test acc (last)", "final_test_accuracy", "{:.3f}"),
@@ -206,6 +252,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("detect", help="score every training label of a run for how likely it is wrong",
+                       description="Scores each training example of RUN's best checkpoint for how likely its label "
+                                   "is wrong: limit_gradient_mismatch = ‖ĝ − g‖ = ‖e_y − s(q)‖ for LIMIT runs, "
+                                   "classifier_disagreement = 1 − s(f)_y for any run. Writes label_errors.csv "
+                                   "(ranked: index into the official training set, given label, predicted label, "
+                                   "score), suspects.png (the top suspects with given → predicted labels) and "
+                                   "detection.json (AUROC, precision@k, recall@k, and precision/recall/F1 of the "
+                                   "examples whose prediction differs from their label, when the corruption is "
+                                   "known).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", help="a run directory written by limitlab train")
+    p.add_argument("--score", default="auto",
+                   help="auto (limit_gradient_mismatch for LIMIT runs, else classifier_disagreement), "
+                        "limit_gradient_mismatch or classifier_disagreement")
+    p.add_argument("--top", type=int, default=64, help="suspects in the image grid, and the k of precision@k")
+    p.add_argument("--out", default=None, help="where to write the files (default: the run directory)")
+    p.add_argument("--batch-size", type=int, default=256, help="batch size of the scoring pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("presets", help="list the named presets (the paper's experiments), one line each")
+    p.add_argument("filter", nargs="?", default=None, help="show only names containing this text, e.g. mnist-n1000")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("sweep", help="run every run of a preset or grid file, N at a time, resumably",
+                       description="Expands PRESET (a name from `limitlab presets`, or a JSON grid file with "
+                                   "description, base, axes, seeds, select) into runs, one run directory each under "
+                                   "--out named from its settings, and runs up to --jobs at a time (CPU threads "
+                                   "split between them, or one GPU each). Complete runs are skipped, interrupted ones "
+                                   "resumed, runs locked by another live process left alone; fw/dmi/'+' runs start "
+                                   "after the CE run they build on. Re-run the same command after a stop.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("preset", help="preset name or JSON grid file")
+    p.add_argument("--out", required=True, help="sweep directory")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and their state; run nothing")
+    p.add_argument("--launcher", default="local", choices=["local", "submitit"],
+                   help="local processes, or submit through submitit (SLURM; pip install submitit)")
+    p.add_argument("--launcher-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="submitit options, e.g. cluster=slurm, slurm_partition=gpu, timeout_min=600")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="aggregate the runs under DIR into the paper's tables and plots",
+                       description="Collects every run directory under DIR; per table cell (dataset, noise, train "
+                                   "size, method) selects the hyperparameters with the best mean noisy-validation "
+                                   "accuracy over seeds (SPEC §7) and reports mean ± std over seeds of the test "
+                                   "accuracy at the best-validation epoch and of the final training accuracy on the "
+                                   "noisy labels. Writes report.md, report.csv, accuracy_vs_noise.png and curves.png; "
+                                   "missing cells and seeds of a partial sweep are marked.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("dir", help="a sweep directory (or any folder of run directories)")
+    p.add_argument("--out", default=None, help="where to write the report (default: DIR)")
+    p.add_argument("--preset", default=None, help="the preset of the sweep, to mark missing cells and seeds")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -227,3 +330,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("limitlab: interrupted; continue with --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `limitlab presets | head`
+        sys.stdout = open(os.devnull, "w")
+        return 0

@@ -221,3 +221,33 @@ def test_config_file_recreates_a_run_and_flags_override_it(tmp_path, capsys):
                 capsys)[0] == 0
     assert Config.load(other / "config.json").beta == 5.0
     assert Config.load(other / "config.json").method == "limit-g"
+
+
+def test_presets_sweep_report_detect_commands(tmp_path, capsys):
+    assert main(["presets", "mnist-n1000-uniform0.8-limit"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed and all(line.startswith("mnist-n1000-uniform0.8-limit") for line in listed)
+
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"description": "two tiny runs", "seeds": [0], "select": ["beta"],
+                                "base": {"dataset": "digits", "noise": "uniform:0.5", "train_size": 100,
+                                         "epochs": 1, "batch_size": 64, "method": "limit-l"},
+                                "axes": {"beta": [1.0, 10.0]}}))
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "sw"), "--dry-run", "--quiet"]) == 0
+    assert not (tmp_path / "sw").exists() or not any(p.name.startswith("digits") for p in (tmp_path / "sw").iterdir())
+    assert main(["sweep", str(grid), "--out", str(tmp_path / "sw"), "--jobs", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "sw"), "--preset", str(grid)]) == 0
+    report = capsys.readouterr().out
+    assert "limit-l" in report and (tmp_path / "sw" / "report.csv").exists()
+
+    run = next(p for p in (tmp_path / "sw").iterdir() if p.name.startswith("digits"))
+    assert main(["detect", str(run), "--quiet", "--top", "8"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == "limit_gradient_mismatch"
+    assert (run / "label_errors.csv").exists()
+
+    for args in (["report", str(tmp_path / "nowhere")], ["detect", str(tmp_path / "nowhere")],
+                 ["sweep", "mnist-n1000-uniform0.8-limitg", "--out", str(tmp_path / "x"), "--dry-run"]):
+        assert main(args) != 0
+        err = capsys.readouterr().err
+        assert err.startswith("limitlab: error:") and "Traceback" not in err

@@ -1,0 +1,216 @@
+"""Label-error detection from a finished run (SPEC §8): a score per training example for how likely
+its given label is wrong, a ranked file of suspects, and, when the corruption mask is known
+(synthetic noise), AUROC and precision/recall of the scores against it.
+
+Library use::
+
+    from limitlab.detect import detect
+    summary = detect("runs/x")            # writes label_errors.csv, detection.json, suspects.png
+
+Scores (see :func:`limitlab.metrics.label_error_scores`): ``classifier_disagreement`` = 1 − s(f)_ỹ
+for any run; ``limit_gradient_mismatch`` = ‖ĝ − g‖₂ = ‖e_ỹ − s(q)‖₂ for runs with a q-network
+(LIMIT). Because LIMIT's classifier never sees the labels and its q-network is kept from fitting
+wrong ones, their training-set outputs are close to out-of-sample predictions: no cross-validation
+is needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics, report, rundir
+from .config import Config
+from .errors import LimitlabError
+from .train import RunData, Runtime, build_run_objective, predict, prepare_data, resolve_device
+
+SCORES = ("classifier_disagreement", "limit_gradient_mismatch")
+LABEL_ERRORS, DETECTION, SUSPECTS = "label_errors.csv", "detection.json", "suspects.png"
+GRID_MAX = 64  # at most 8 × 8 images in suspects.png
+
+
+@dataclass
+class RunOutputs:
+    """A run's best-checkpoint softmax outputs on its training split, with what they are scored against."""
+
+    config: Config
+    data: RunData
+    index: np.ndarray               # [N] positions in the official training set (noisy_labels.npz train_index)
+    labels: np.ndarray              # [N] the given (noisy) labels
+    corrupted: np.ndarray | None    # [N] bool corruption mask; None when unknown (noise "none": real labels)
+    probs_f: np.ndarray             # [N, K] classifier softmax
+    probs_q: np.ndarray | None      # [N, K] q-network softmax (LIMIT runs), else None
+
+
+def _rebuild_config(config: Config, run: Path) -> Config:
+    """The run's config with the other runs it was started from replaced by the run itself: the
+    networks only need the right architecture here (the checkpoint overwrites their weights), so
+    the run stays readable when its --init-from / --q-init-from / --transition sources have moved.
+    FW estimates its T (which only its loss uses) from this run's own best classifier."""
+    changes: dict = {"init_from": None}
+    if config.q_init_from:
+        changes["q_init_from"] = str(run)   # keeps q's "+" architecture (the classifier's)
+    if config.method == "fw":
+        changes.update(init_from=str(run), transition=None)
+    return dataclasses.replace(config, **changes)
+
+
+def _check_labels(run: Path, config: Config, data: RunData) -> None:
+    path = run / rundir.NOISY_LABELS
+    if not path.exists():
+        raise LimitlabError(f"{run} has no {rundir.NOISY_LABELS}; it is not a complete limitlab run directory")
+    with np.load(path) as saved:
+        same = (np.array_equal(saved["train_index"], data.record["train_index"])
+                and np.array_equal(saved["train_noisy"], data.record["train_noisy"]))
+    if not same:
+        raise LimitlabError(f"the training labels rebuilt from {config.dataset} (seed {config.seed}) differ from "
+                            f"those the run saved in {path}: the data files changed since it was trained; "
+                            "restore the original files (or their --data-dir) to score this run")
+
+
+def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto", require_q: bool = False,
+                progress: bool = False) -> RunOutputs:
+    """Load a run's config and best checkpoint, rebuild its data (same seed: same split and noisy
+    labels, checked against noisy_labels.npz) and return the softmax outputs of its classifier, and
+    of its q-network when it has one, on the training split in eval mode.
+
+    ``require_q``: raise LimitlabError when the run has no q-network (before predicting anything).
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise LimitlabError(f"run directory {run} does not exist; give the --out folder of a `limitlab train` run")
+    if not (run / rundir.CONFIG).exists():
+        raise LimitlabError(f"{run} has no {rundir.CONFIG}; give the --out folder of a `limitlab train` run")
+    if not (run / rundir.BEST).exists():
+        raise LimitlabError(f"{run} has no {rundir.BEST} (no epoch has finished yet); train it first, "
+                            f"or continue it with `limitlab train --out {run} --resume`")
+    config = Config.load(run / rundir.CONFIG)
+    runtime = Runtime(resolve_device(device))
+    if progress:
+        print(f"detect: rebuilding the data of {run} ({config.dataset}, noise {config.noise}, seed {config.seed})",
+              file=sys.stderr, flush=True)
+    data = prepare_data(config, runtime.device)
+    _check_labels(run, config, data)
+    objective, _ = build_run_objective(_rebuild_config(config, run), data, runtime)
+    q_network = getattr(objective, "q_network", None)
+    if require_q and q_network is None:
+        raise LimitlabError(f"the score limit_gradient_mismatch needs a LIMIT run (one with a q-network), but {run} "
+                            f"was trained with --method {config.method}; use classifier_disagreement or auto")
+    ckpt = torch.load(run / rundir.BEST, map_location=runtime.device, weights_only=False)
+    try:
+        objective.load_state_dict(ckpt["objective"])
+    except (KeyError, RuntimeError) as e:
+        raise LimitlabError(f"{run / rundir.BEST} does not hold the objective of the run's config "
+                            f"({type(e).__name__}: {str(e).splitlines()[0]}); retrain the run") from None
+    if progress:
+        print(f"detect: predicting on {len(data.train)} training examples", file=sys.stderr, flush=True)
+
+    def proba(model):
+        return predict(model, data, data.train, batch_size, runtime, proba=True).cpu().numpy()
+
+    record = data.record
+    return RunOutputs(config=config, data=data, index=np.asarray(record["train_index"]),
+                      labels=np.asarray(record["train_noisy"]),
+                      corrupted=None if config.noise == "none" else np.asarray(record["train_corrupted"], dtype=bool),
+                      probs_f=proba(objective.classifier), probs_q=None if q_network is None else proba(q_network))
+
+
+def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | Path | None = None,
+           batch_size: int = 256, progress: bool = True, device: str = "auto") -> dict:
+    """Rank a run's training examples by how likely their label is wrong, and write the results.
+
+    Args:
+        run_dir: a `limitlab train` run directory (needs config.json, noisy_labels.npz and
+            checkpoints/best.pt; the data is rebuilt from the dataset files, so they must be unchanged).
+        score: "auto" (limit_gradient_mismatch for runs with a q-network, i.e. LIMIT, else
+            classifier_disagreement), "classifier_disagreement" (1 − s(f)_ỹ) or
+            "limit_gradient_mismatch" (‖e_ỹ − s(q)‖₂; LIMIT runs only).
+        top: k of precision@k / recall@k, and how many top suspects suspects.png shows (at most 64).
+        out: folder for the files (default: the run directory).
+        batch_size: evaluation batch size.
+        progress: print what it is doing to stderr.
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
+
+    Writes (atomically) into ``out``:
+        label_errors.csv: rank, index (into the official training set), given_label, predicted_label
+            (the classifier's), score, and is_corrupted (when known); file (streamed datasets);
+            ranked by score, highest first.
+        detection.json: the score used, N, the number flagged (predicted label ≠ given label) and,
+            when the corruption mask is known (noise ≠ none): AUROC of every available score,
+            precision@k and recall@k for k = top and k = the number of corrupted examples, and
+            precision/recall/F1 of the flagged set.
+        suspects.png: the top suspects' images titled "given → predicted" (skipped, with a note in
+            detection.json, for datasets streamed from image files).
+
+    Returns:
+        The contents of detection.json.
+    """
+    if score not in ("auto", *SCORES):
+        raise LimitlabError(f"unknown score {score!r}; choose auto, {' or '.join(SCORES)}")
+    if top < 1:
+        raise LimitlabError(f"top must be at least 1, not {top}")
+    run = Path(run_dir)
+    r = run_outputs(run, batch_size, device, require_q=score == "limit_gradient_mismatch", progress=progress)
+    scores = metrics.label_error_scores(r.probs_f, r.labels, r.probs_q)
+    name = score if score != "auto" else ("limit_gradient_mismatch" if r.probs_q is not None
+                                          else "classifier_disagreement")
+    s = scores[name]
+    order = np.argsort(-s, kind="stable")
+    predicted = r.probs_f.argmax(1)
+    flagged = predicted != r.labels
+    out = Path(out) if out is not None else run
+
+    summary = {"run": str(run), "method": r.config.method, "dataset": r.config.dataset, "noise": r.config.noise,
+               "score": name, "scores_available": list(scores), "n": len(s), "top": top,
+               "num_flagged": int(flagged.sum()), "flagged_rule": "predicted label != given label"}
+    if r.corrupted is not None:
+        n_err = int(r.corrupted.sum())
+        at_k = {k: metrics.precision_recall_at_k(s, r.corrupted, k) for k in dict.fromkeys((top, n_err)) if k >= 1}
+        summary.update(
+            num_corrupted=n_err,
+            auroc={k: metrics.auroc(v, r.corrupted) for k, v in scores.items()},
+            precision_at_k={str(k): p for k, (p, _) in at_k.items()},
+            recall_at_k={str(k): rec for k, (_, rec) in at_k.items()},
+            flagged=metrics.flagged_metrics(flagged, r.corrupted))
+
+    files = r.data.train.files
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    header = ["rank", "index", "given_label", "predicted_label", "score"]
+    writer.writerow(header + ["is_corrupted"] * (r.corrupted is not None) + ["file"] * (files is not None))
+    for rank, i in enumerate(order, 1):
+        row = [rank, int(r.index[i]), int(r.labels[i]), int(predicted[i]), f"{s[i]:.6g}"]
+        if r.corrupted is not None:
+            row.append(int(r.corrupted[i]))
+        if files is not None:
+            row.append(files[i])
+        writer.writerow(row)
+    rundir.atomic_write_bytes(out / LABEL_ERRORS, buf.getvalue().encode())
+
+    shown = order[:min(top, GRID_MAX, len(order))]
+    if r.data.train.images is None:
+        summary["suspects_png"] = None
+        summary["note"] = (f"no {SUSPECTS}: this dataset's images are streamed from files; "
+                           f"the 'file' column of {LABEL_ERRORS} names each suspect's image")
+    elif len(shown):
+        idx = torch.as_tensor(shown, device=r.data.train.images.device)
+        titles = [f"{r.labels[i]} → {predicted[i]}" for i in shown]
+        try:
+            png = report.suspects_grid(r.data.train.images[idx].cpu(), titles)
+        except LimitlabError as e:  # no matplotlib: the ranked file and metrics are still written
+            summary["suspects_png"], summary["note"] = None, f"no {SUSPECTS}: {e}"
+        else:
+            rundir.atomic_write_bytes(out / SUSPECTS, png)
+            summary["suspects_png"] = SUSPECTS
+    rundir.write_json(out / DETECTION, summary)
+    if progress:
+        print(f"detect: wrote {LABEL_ERRORS}, {DETECTION}" + (f", {SUSPECTS}" if summary.get("suspects_png") else "")
+              + f" to {out}", file=sys.stderr, flush=True)
+    return summary

@@ -1,0 +1,186 @@
+"""Label-error detection: the metrics against brute force and hand computation, and detect() end to
+end on tiny digits runs (seconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from limitlab import detect as detect_mod
+from limitlab import metrics
+from limitlab.config import Config
+from limitlab.detect import detect
+from limitlab.errors import LimitlabError
+from limitlab.train import train
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- metrics
+def brute_auroc(scores, is_error):
+    pos, neg = scores[is_error], scores[~is_error]
+    diff = pos[:, None] - neg[None, :]
+    return ((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size
+
+
+def test_auroc_matches_pairwise_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(2, 60))
+        scores = rng.integers(0, 5, n).astype(float)  # many ties
+        is_error = rng.random(n) < 0.4
+        if is_error.all() or not is_error.any():
+            continue
+        assert metrics.auroc(scores, is_error) == pytest.approx(brute_auroc(scores, is_error))
+
+
+def test_auroc_constructed_cases():
+    is_error = np.array([True, True, False, False, False])
+    assert metrics.auroc(np.array([0.9, 0.8, 0.1, 0.2, 0.3]), is_error) == 1.0
+    assert metrics.auroc(np.array([0.0, 0.1, 0.5, 0.6, 0.7]), is_error) == 0.0
+    assert metrics.auroc(np.ones(5), is_error) == 0.5
+    assert np.isnan(metrics.auroc(np.arange(5.0), np.zeros(5, bool)))
+    assert np.isnan(metrics.auroc(np.arange(5.0), np.ones(5, bool)))
+
+
+def test_precision_recall_at_k_by_hand():
+    scores = np.array([0.1, 0.9, 0.8, 0.3, 0.7, 0.2])
+    is_error = np.array([False, True, False, True, True, False])  # 3 errors
+    # top 2: indices 1 (error), 2 (clean)
+    assert metrics.precision_recall_at_k(scores, is_error, 2) == pytest.approx((0.5, 1 / 3))
+    # top 4: 1, 2, 4, 3 -> 3 errors
+    assert metrics.precision_recall_at_k(scores, is_error, 4) == pytest.approx((0.75, 1.0))
+    assert metrics.precision_recall_at_k(scores, is_error, 100) == pytest.approx((0.5, 1.0))  # k clipped to N
+    with pytest.raises(ValueError):
+        metrics.precision_recall_at_k(scores, is_error, 0)
+
+
+def test_flagged_metrics_by_hand():
+    flagged = np.array([True, True, False, False, True])
+    is_error = np.array([True, False, True, False, True])
+    m = metrics.flagged_metrics(flagged, is_error)  # tp 2, flagged 3, errors 3
+    assert m == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3})
+    assert np.isnan(metrics.flagged_metrics(np.zeros(5, bool), is_error)["precision"])
+
+
+def test_label_error_scores_by_hand():
+    probs_f = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    probs_q = np.array([[0.6, 0.3, 0.1], [0.5, 0.25, 0.25]])
+    labels = np.array([0, 1])
+    s = metrics.label_error_scores(probs_f, labels, probs_q)
+    np.testing.assert_allclose(s["classifier_disagreement"], [0.3, 0.9])
+    # e_0 - q0 = (0.4, -0.3, -0.1); e_1 - q1 = (-0.5, 0.75, -0.25)
+    np.testing.assert_allclose(s["limit_gradient_mismatch"],
+                               [np.sqrt(0.16 + 0.09 + 0.01), np.sqrt(0.25 + 0.5625 + 0.0625)])
+    # ‖ĝ − g‖ with ĝ = s(f) − s(q), g = s(f) − e_y
+    onehot = np.eye(3)[labels]
+    np.testing.assert_allclose(s["limit_gradient_mismatch"],
+                               np.linalg.norm((probs_f - probs_q) - (probs_f - onehot), axis=1))
+    assert set(metrics.label_error_scores(probs_f, labels)) == {"classifier_disagreement"}
+
+
+# --------------------------------------------------------------------------- detect() end to end
+def tiny_config(method):
+    return Config(dataset="digits", noise="uniform:0.5", train_size=200, epochs=2, batch_size=64,
+                  method=method, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detect_runs")
+    for method in ("limit-l", "ce"):
+        train(tiny_config(method), root / method, progress=False)
+    return root
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("method,score", [("limit-l", "limit_gradient_mismatch"), ("ce", "classifier_disagreement")])
+def test_detect_end_to_end(runs, tmp_path, method, score):
+    out = tmp_path / "out"
+    summary = detect(runs / method, top=16, out=out, progress=False)
+    assert summary["score"] == score and summary["n"] == 200
+    rows = read_csv(out / "label_errors.csv")
+    assert list(rows[0]) == ["rank", "index", "given_label", "predicted_label", "score", "is_corrupted"]
+    assert [int(r["rank"]) for r in rows] == list(range(1, 201))
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    saved = np.load(runs / method / "noisy_labels.npz")
+    assert sorted(int(r["index"]) for r in rows) == sorted(saved["train_index"].tolist())
+    by_index = dict(zip(saved["train_index"].tolist(), zip(saved["train_noisy"].tolist(),
+                                                           saved["train_corrupted"].tolist())))
+    for r in rows:
+        assert (int(r["given_label"]), bool(int(r["is_corrupted"]))) == by_index[int(r["index"])]
+
+    written = json.loads((out / "detection.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+    numbers = [*written["auroc"].values(), *written["precision_at_k"].values(), *written["recall_at_k"].values(),
+               *written["flagged"].values()]
+    assert set(written["precision_at_k"]) == {"16", str(written["num_corrupted"])}
+    assert numbers and all(0.0 <= x <= 1.0 for x in numbers)
+    expected_scores = {"classifier_disagreement", "limit_gradient_mismatch"} if method == "limit-l" \
+        else {"classifier_disagreement"}
+    assert set(written["auroc"]) == expected_scores
+
+    png = (out / "suspects.png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    import matplotlib.image
+
+    image = matplotlib.image.imread(out / "suspects.png")
+    assert image.ndim == 3 and image.shape[0] > 50
+
+
+def test_detect_writes_into_run_dir_by_default(runs):
+    detect(runs / "ce", score="classifier_disagreement", top=4, progress=False)
+    assert (runs / "ce" / "label_errors.csv").exists() and (runs / "ce" / "detection.json").exists()
+
+
+def test_detect_known_answer(runs, tmp_path, monkeypatch):
+    """Outputs that put the corrupted examples' given labels lowest: perfect detection."""
+    def fake_predict(model, data, split, batch_size, runtime=None, proba=False):
+        import torch
+
+        true = torch.nn.functional.one_hot(data.train_true, data.num_classes).float()
+        return 0.9 * true + 0.1 / data.num_classes  # confident in the TRUE label
+
+    monkeypatch.setattr(detect_mod, "predict", fake_predict)
+    summary = detect(runs / "limit-l", top=10, out=tmp_path, progress=False)
+    n_err = str(summary["num_corrupted"])
+    assert summary["auroc"] == {"classifier_disagreement": 1.0, "limit_gradient_mismatch": 1.0}
+    assert summary["precision_at_k"] == {"10": 1.0, n_err: 1.0}
+    assert summary["recall_at_k"][n_err] == 1.0
+    assert summary["flagged"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    rows = read_csv(tmp_path / "label_errors.csv")
+    k = int(n_err)
+    assert all(r["is_corrupted"] == "1" for r in rows[:k]) and all(r["is_corrupted"] == "0" for r in rows[k:])
+
+
+def test_detect_errors(runs, tmp_path):
+    with pytest.raises(LimitlabError, match="needs a LIMIT run"):
+        detect(runs / "ce", score="limit_gradient_mismatch", progress=False)
+    with pytest.raises(LimitlabError, match="does not exist"):
+        detect(tmp_path / "nope", progress=False)
+    with pytest.raises(LimitlabError, match="unknown score"):
+        detect(runs / "ce", score="loss", progress=False)
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text((runs / "ce" / "config.json").read_text())
+    with pytest.raises(LimitlabError, match="best.pt"):
+        detect(tmp_path / "half", progress=False)
+
+
+def test_detect_refuses_changed_labels(runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(runs / "ce", run)
+    saved = dict(np.load(run / "noisy_labels.npz"))
+    saved["train_noisy"] = (saved["train_noisy"] + 1) % 10
+    np.savez(run / "noisy_labels.npz", **saved)
+    with pytest.raises(LimitlabError, match="data files changed"):
+        detect(run, progress=False)
