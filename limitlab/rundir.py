@@ -22,11 +22,16 @@ CONFIG, METRICS, NOISY_LABELS, SUMMARY, LOCK = "config.json", "metrics.jsonl", "
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and a rename: a killed process never leaves half
     a file. (No fsync: it protects against power loss, not a killed run, and costs seconds per epoch.)"""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give results the usual permissions
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -251,3 +251,16 @@ def test_presets_sweep_report_detect_commands(tmp_path, capsys):
         assert main(args) != 0
         err = capsys.readouterr().err
         assert err.startswith("limitlab: error:") and "Traceback" not in err
+
+
+def test_result_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from limitlab import rundir
+
+    rundir.atomic_write_bytes(tmp_path / "a.json", b"{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
