@@ -264,3 +264,12 @@ def test_result_files_get_the_usual_permissions(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_demo_prints_ce_and_limit_side_by_side(tmp_path, capsys):
+    assert main(["demo", "--epochs", "2", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "train acc on noisy labels" in out[0] and "memorized" in out[0]
+    assert out[1].split()[0] == "ce" and out[2].split()[0] == "limit-l"
+    # running it again replaces the earlier demo runs instead of failing
+    assert main(["demo", "--epochs", "1", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
