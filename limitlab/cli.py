@@ -94,7 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             if differing:
                 raise LimitlabError(f"--resume continues the saved run, but {', '.join('--' + k.replace('_', '-') for k in differing)} "
                                     "differ from its config.json; drop those flags or start a new --out")
-        config = Config()
+        # Everything comes from the saved config, except a --device given now (another machine).
+        config = Config(device=given.get("device", saved.device if saved else "auto"))
     elif args.config:
         # A config file (e.g. a run's config.json, or one written by a sweep); flags override it.
         config = Config.from_dict({**Config.load(args.config).to_dict(), **given})

@@ -11,6 +11,7 @@ Library use::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -222,14 +223,14 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
         test = None if data.test_files is None else Split(as_labels(data.test_labels), files=list(data.test_files))
         return RunData(train=Split(as_labels(train_noisy), files=pick(data.train_files, train_idx)),
                        val=Split(as_labels(val_labels), files=list(val_files)), test=test,
-                       input_shape=(3, size, size), augmentation="files",
+                       input_shape=(3, size, size),
                        file_options=dict(root=data.root, resize=resize, image_size=size, workers=config.workers),
                        **common)
     images = data.train_images
     return RunData(train=Split(as_labels(train_noisy), images[train_idx].to(device)),
                    val=Split(as_labels(val_labels), images[val_idx].to(device)),
                    test=Split(as_labels(data.test_labels), data.test_images.to(device)),
-                   input_shape=tuple(images.shape[1:]), augmentation=getattr(data, "augmentation", None), **common)
+                   input_shape=tuple(images.shape[1:]), augmentation=data.augmentation, **common)
 
 
 def _subset(n: int, config: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -408,14 +409,14 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
     """Train one run into the run directory ``out`` and return its summary (also in summary.json).
 
     Everything that can be checked (config, data, noise, model) is checked before ``out`` is touched.
-    With ``resume``, the run continues from ``checkpoints/last.pt`` and ends with the same numbers as
-    an uninterrupted run. ``on_epoch_end(row)`` is called after each epoch's files are written.
+    With ``resume``, the run continues from ``checkpoints/last.pt`` under its saved config (only
+    ``config.device`` is taken from the caller) and ends with the same numbers as an uninterrupted run. ``on_epoch_end(row)`` is called after each epoch's files are written.
     Under torchrun (WORLD_SIZE > 1) every process trains its share; only rank 0 writes files.
     """
     out = Path(out)
-    if resume:
+    if resume:  # the run continues under its saved config; only the device is the caller's
         rundir.prepare_run_dir(out, resume=True, overwrite=False)
-        config = Config.load(out / rundir.CONFIG)
+        config = dataclasses.replace(Config.load(out / rundir.CONFIG), device=config.device)
     config.validate()
     if config.method not in METHODS:
         raise LimitlabError(f"unknown method {config.method!r}; choose one of: {', '.join(METHODS)}")

@@ -86,7 +86,10 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, capsys):
     assert not (tmp_path / "killed" / "summary.json").exists()
     assert not (tmp_path / "killed" / ".lock").exists()
 
-    assert _run(["train", "--out", str(tmp_path / "killed"), "--resume", "--quiet"], capsys)[0] == 0
+    # resuming elsewhere may name another device; everything else comes from config.json
+    assert _run(["train", "--out", str(tmp_path / "killed"), "--resume", "--device", "cpu", "--quiet"], capsys)[0] == 0
+    saved = Config.load(tmp_path / "killed" / "config.json")
+    assert saved.device == "cpu" and saved.warmup == 1 and saved.sample_lambda == 20.0
     full = json.loads((tmp_path / "full" / "summary.json").read_text())
     resumed = json.loads((tmp_path / "killed" / "summary.json").read_text())
     full.pop("seconds"), resumed.pop("seconds")
