@@ -182,6 +182,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" only where X says something: not for None, an off switch or an empty
+    list, nor where the help text already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default == [] or "(default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def _print_summary(rows: list[dict]) -> None:
     cols = [("method", "method", "{}"), ("test acc (best val)", "test_accuracy", "{:.3f}"),
             ("test acc (last)", "final_test_accuracy", "{:.3f}"),
@@ -223,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="CE vs LIMIT on the embedded digits data with label noise (about a minute)",
                        description="Trains cross-entropy and LIMIT_L on the embedded 8×8 digits (UCI, no download) "
                                    "with synthetic label noise and prints their results side by side.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsFormatter)
     p.add_argument("--noise", default="uniform:0.6", help="label noise spec")
     p.add_argument("--epochs", type=int, default=100, help="epochs (no early stopping: watch CE memorize)")
     p.add_argument("--beta", type=float, default=10.0, help="LIMIT's β")
@@ -239,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "clean test accuracy per epoch) and memorization.csv (the curves and the "
                                    "information lower bound). Finished runs in --out are reused, interrupted ones "
                                    "resumed. For a short CPU version: --epochs 30 --train-size 5000.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsFormatter)
     p.add_argument("name", choices=["memorization"], help="which study")
     p.add_argument("--out", required=True, help="study directory (one run directory per method inside)")
     p.add_argument("--epochs", type=int, default=400, help="epochs per run (the paper: 400)")
@@ -263,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "detection.json (AUROC, precision@k, recall@k, and precision/recall/F1 of the "
                                    "examples whose prediction differs from their label, when the corruption is "
                                    "known).",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsFormatter)
     p.add_argument("run", help="a run directory written by limitlab train")
     p.add_argument("--score", default="auto",
                    help="auto (limit_gradient_mismatch for LIMIT runs, else classifier_disagreement), "
@@ -286,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "split between them, or one GPU each). Complete runs are skipped, interrupted ones "
                                    "resumed, runs locked by another live process left alone; fw/dmi/'+' runs start "
                                    "after the CE run they build on. Re-run the same command after a stop.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsFormatter)
     p.add_argument("preset", help="preset name or JSON grid file")
     p.add_argument("--out", required=True, help="sweep directory")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time")
@@ -305,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "accuracy at the best-validation epoch and of the final training accuracy on the "
                                    "noisy labels. Writes report.md, report.csv, accuracy_vs_noise.png and curves.png; "
                                    "missing cells and seeds of a partial sweep are marked.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_DefaultsFormatter)
     p.add_argument("dir", help="a sweep directory (or any folder of run directories)")
     p.add_argument("--out", default=None, help="where to write the report (default: DIR)")
     p.add_argument("--preset", default=None, help="the preset of the sweep, to mark missing cells and seeds")
