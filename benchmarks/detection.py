@@ -16,13 +16,14 @@ Routes, per uniform noise rate p (same seed, so the same split and the same nois
    1 − out-of-sample p_ỹ. CE is trained for a FIXED number of epochs (--cv-epochs, default 10)
    without validation-based stopping, because CE fits the wrong labels later in training
    (memorization): a short, fixed budget is the standard way to keep its predictions useful.
+   Several --cv-epochs values give one CV route each (how much the route depends on that budget).
 
 Reported per route: precision, recall and F1 of the flagged set against the corruption mask, AUROC
 of the score, and wall-clock compute time (LIMIT: its training as recorded in summary.json, which
 includes the per-epoch validation pass its early stopping needs and a test pass at each new best
 epoch, plus the scoring pass; CV: all fold trainings and predictions plus cleanlab). Prints a markdown table and
 writes it to OUT/table.md (and the numbers to OUT/results.json). Finished LIMIT runs are reused,
-interrupted ones resumed; CV probabilities are cached in OUT/cv_p{p}.npz.
+interrupted ones resumed; CV probabilities are cached in OUT/cv_p{p}_k{folds}_e{epochs}.npz.
 
 Needs cleanlab (benchmark only, not a limitlab dependency): ``pip install cleanlab``.
 
@@ -72,9 +73,10 @@ def train_limit(args, p: float) -> tuple[Path, float]:
     return run, json.loads((run / "summary.json").read_text())["seconds"]
 
 
-def cross_validated_probs(args, p: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Out-of-sample softmax [N, K] of K-fold CE models, the noisy labels [N], and the seconds taken."""
-    cache = Path(args.out) / f"cv_p{p}.npz"
+def cross_validated_probs(args, p: float, epochs: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Out-of-sample softmax [N, K] of K-fold CE models trained ``epochs`` epochs, the noisy labels [N],
+    and the seconds taken."""
+    cache = Path(args.out) / f"cv_p{p}_k{args.folds}_e{epochs}.npz"
     config = dataclasses.replace(limit_config(args, p), method="ce")
     runtime = Runtime(torch.device("cuda" if args.device == "cuda" else "cpu"))
     data = prepare_data(config, runtime.device)
@@ -96,7 +98,7 @@ def cross_validated_probs(args, p: float) -> tuple[np.ndarray, np.ndarray, float
         objective, _ = build_run_objective(config, fold, runtime)
         optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr)
         generator = torch.Generator().manual_seed(args.seed * 1000 + f)
-        for _ in range(args.cv_epochs):
+        for _ in range(epochs):
             train_one_epoch(objective, optimizer, fold, config.batch_size, generator, runtime)
         held_split = Split(data.train.labels[held_t], data.train.images[held_t])
         probs[held] = predict(objective.classifier, fold, held_split, config.eval_batch_size, runtime,
@@ -130,16 +132,17 @@ def benchmark(args, p: float, cleanlab) -> list[dict]:
                                  1 - out.probs_f[np.arange(len(out.labels)), out.labels], corrupted,
                                  limit_seconds + time.perf_counter() - t0))
 
-    probs, labels, cv_seconds = cross_validated_probs(args, p)
-    if not np.array_equal(labels, out.labels):
-        raise SystemExit(f"p={p}: the CV route's noisy labels differ from the LIMIT run's; this is a bug")
-    t0 = time.perf_counter()
-    issues = cleanlab.filter.find_label_issues(labels, probs, n_jobs=1)
-    quality = cleanlab.rank.get_label_quality_scores(labels, probs)  # self-confidence: out-of-sample p_ỹ
-    rows.append(evaluate_flagged(f"{args.folds}-fold CV CE ({args.cv_epochs} ep) + cleanlab", issues, 1 - quality,
-                                 corrupted, cv_seconds + time.perf_counter() - t0))
+    for epochs in args.cv_epochs:
+        probs, labels, cv_seconds = cross_validated_probs(args, p, epochs)
+        if not np.array_equal(labels, out.labels):
+            raise SystemExit(f"p={p}: the CV route's noisy labels differ from the LIMIT run's; this is a bug")
+        t0 = time.perf_counter()
+        issues = cleanlab.filter.find_label_issues(labels, probs, n_jobs=1)
+        quality = cleanlab.rank.get_label_quality_scores(labels, probs)  # self-confidence: out-of-sample p_ỹ
+        rows.append(evaluate_flagged(f"{args.folds}-fold CV CE ({epochs} ep) + cleanlab", issues, 1 - quality,
+                                     corrupted, cv_seconds + time.perf_counter() - t0))
     for r in rows:
-        r.update(p=p, n=len(labels), num_corrupted=int(corrupted.sum()))
+        r.update(p=p, n=len(out.labels), num_corrupted=int(corrupted.sum()))
     return rows
 
 
@@ -170,13 +173,16 @@ def main():
     ap.add_argument("--test-every", type=int, default=1000,
                     help="LIMIT: test pass every k epochs (it always runs at a new best and the last epoch)")
     ap.add_argument("--folds", type=int, default=5, help="CV route: number of folds")
-    ap.add_argument("--cv-epochs", type=int, default=10, help="CV route: fixed CE epochs per fold")
+    ap.add_argument("--cv-epochs", type=int, nargs="+", default=[10],
+                    help="CV route: fixed CE epochs per fold (several values: one CV route each)")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--top", type=int, default=64, help="detect(): k of precision@k and the suspects grid")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     if args.folds < 2:
         ap.error("--folds must be at least 2")
+    if min(args.cv_epochs) < 1:
+        ap.error("--cv-epochs must be at least 1")
     cleanlab = import_cleanlab()
     rows = []
     for p in args.noise_rates:
