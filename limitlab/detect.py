@@ -203,7 +203,12 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
         idx = torch.as_tensor(shown, device=r.data.train.images.device)
         titles = [f"{r.labels[i]} → {predicted[i]}" for i in shown]
         try:
-            png = report.suspects_grid(r.data.train.images[idx].cpu(), titles)
+            heading = f"top {len(shown)} suspects by {name}, ranked; titles: given → predicted label"
+            colors = None
+            if r.corrupted is not None:  # synthetic noise: the false alarms (label was right) in red
+                heading += "; red: the given label was in fact correct"
+                colors = ["black" if r.corrupted[i] else "red" for i in shown]
+            png = report.suspects_grid(r.data.train.images[idx].cpu(), titles, heading=heading, colors=colors)
         except LimitlabError as e:  # no matplotlib: the ranked file and metrics are still written
             summary["suspects_png"], summary["note"] = None, f"no {SUSPECTS}: {e}"
         else:

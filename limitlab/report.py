@@ -66,11 +66,13 @@ def memorization_plot(curves: dict[str, list[dict]], title: str) -> bytes:
     return buf.getvalue()
 
 
-def suspects_grid(images, titles: list[str], columns: int = 8) -> bytes:
+def suspects_grid(images, titles: list[str], columns: int = 8, heading: str | None = None,
+                  colors: list[str] | None = None) -> bytes:
     """PNG of a grid of images with a title each (label-error suspects: "given → predicted").
 
     ``images``: uint8 [n, C, H, W] (a tensor or array; C = 1 grayscale, or 3 RGB), n >= 1, in the
-    order to show (row by row, ``columns`` per row).
+    order to show (row by row, ``columns`` per row). ``heading``: a line above the grid; ``colors``:
+    one title colour per image.
     """
     import numpy as np
 
@@ -84,12 +86,15 @@ def suspects_grid(images, titles: list[str], columns: int = 8) -> bytes:
     fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.7 * rows), squeeze=False, constrained_layout=True)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, title in zip(axes.flat, images, titles):
+    colors = colors or ["black"] * len(images)
+    if heading:
+        fig.suptitle(heading, fontsize=9)
+    for ax, image, title, color in zip(axes.flat, images, titles, colors):
         if image.shape[0] == 1:
             ax.imshow(image[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         else:
             ax.imshow(image.transpose(1, 2, 0), interpolation="nearest")
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=8, color=color)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)

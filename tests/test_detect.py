@@ -184,3 +184,21 @@ def test_detect_refuses_changed_labels(runs, tmp_path):
     np.savez(run / "noisy_labels.npz", **saved)
     with pytest.raises(LimitlabError, match="data files changed"):
         detect(run, progress=False)
+
+
+def test_suspects_grid_marks_false_alarms_in_red(tmp_path):
+    """Grayscale digits: red pixels can only come from a title drawn in red (a false alarm)."""
+    import matplotlib.image
+
+    from limitlab import report
+
+    images = np.full((2, 1, 8, 8), 128, dtype=np.uint8)
+
+    def red_pixels(colors):
+        path = tmp_path / "grid.png"
+        path.write_bytes(report.suspects_grid(images, ["3 → 5", "1 → 7"], heading="top 2", colors=colors))
+        rgb = matplotlib.image.imread(path)[..., :3]
+        return int(((rgb[..., 0] > 0.6) & (rgb[..., 1] < 0.3) & (rgb[..., 2] < 0.3)).sum())
+
+    assert red_pixels(["black", "black"]) == 0
+    assert red_pixels(["black", "red"]) > 0
