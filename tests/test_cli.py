@@ -211,6 +211,17 @@ def test_help_lists_every_flag():
         assert flag in result.stdout, flag
 
 
+@pytest.mark.parametrize("command", ["demo", "study", "detect", "sweep", "report"])
+def test_help_shows_only_meaningful_defaults(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and "(default: False)" not in text and "(default: [])" not in text
+    if command == "demo":
+        assert "seed (default: 0)" in text  # a zero default is still shown
+
+
 def test_config_file_recreates_a_run_and_flags_override_it(tmp_path, capsys):
     first = tmp_path / "first"
     assert _run(["train", *TINY, "--method", "limit-g", "--beta", "2", "--epochs", "2", "--out", str(first)], capsys)[0] == 0
