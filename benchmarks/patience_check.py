@@ -14,9 +14,10 @@ recorded, and lists the others with both test accuracies.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
+
+from limitlab import report, rundir
+from limitlab.errors import LimitlabError
 
 
 def replay(history: list[dict], patience: int) -> dict:
@@ -39,20 +40,23 @@ def main() -> int:
     args = ap.parse_args()
     if min(args.patience) < 1:
         ap.error("--patience values must be at least 1")
-    runs = sorted(p.parent for p in Path(args.dir).rglob("summary.json") if (p.parent / "metrics.jsonl").exists())
+    try:
+        runs = [r for r in report.collect_runs(args.dir) if r["complete"]]
+    except LimitlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if not runs:
         print(f"no finished run directories under {args.dir}", file=sys.stderr)
         return 1
     for patience in args.patience:
         same, changed = 0, []
         for run in runs:
-            summary = json.loads((run / "summary.json").read_text())
-            history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
-            pick = replay(history, patience)
+            summary = run["summary"]
+            pick = replay(rundir.read_metrics(run["path"]), patience)
             if pick["epoch"] == summary["best_epoch"]:
                 same += 1
             else:
-                changed.append((run.name, summary["best_epoch"], summary["test_accuracy"], pick["epoch"],
+                changed.append((run["name"], summary["best_epoch"], summary["test_accuracy"], pick["epoch"],
                                 pick["test_accuracy"]))
         print(f"patience {patience}: {same} of {len(runs)} runs pick the recorded best epoch")
         for name, epoch, acc, new_epoch, new_acc in changed:
