@@ -60,7 +60,8 @@ TRAIN_FLAGS = [
      "pass over the training set for the memorization metrics every k epochs (0: never; large datasets)"),
     ("--eval-batch-size", "eval_batch_size", int, "batch size of the evaluation passes"),
     ("--test-every", "test_every", int,
-     "test-set pass every k epochs; always done at a new best validation epoch and at the last epoch"),
+     "also a test-set pass every k epochs, for per-epoch test curves (0: only at a new best validation epoch "
+     "and at the last epoch, all that the reported test accuracy needs)"),
 ]
 
 

@@ -434,10 +434,16 @@ def _mean_curve(histories: list[list[dict]], key: str) -> tuple[list[int], list[
     return epochs, [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
 
 
+def _sparse(histories: list[list[dict]], key: str) -> bool:
+    """Whether some run has ``key`` at some epochs but not at others."""
+    return any(len({h.get(key) is None for h in rows}) == 2 for rows in histories)
+
+
 def selected_curves_plot(rows: list[dict], runs: list[dict] | None = None) -> bytes:
     """PNG: training curves of the selected runs of each row (mean over its seeds per epoch): accuracy on
     the noisy training labels, clean test accuracy and the information lower bound; one row of panels per
-    (dataset, training-set size, noise), one line per method."""
+    (dataset, training-set size, noise), one line per method. A measurement taken only at some epochs
+    (the test pass without ``--test-every``) is drawn as each run's points instead of a line."""
     plt = _pyplot()
     known = {str(r["path"]): r for r in (runs or [])}
     groups: dict[tuple, list[dict]] = {}
@@ -462,6 +468,12 @@ def selected_curves_plot(rows: list[dict], runs: list[dict] | None = None) -> by
                 histories.append(run["metrics"] if run and "metrics" in run else rundir.read_metrics(Path(path)))
             text = label + (f" ({_selected_text(r)})" if r["selected"] else "")
             for ax, (metric, _) in zip(axrow, panels):
+                if _sparse(histories, metric):
+                    # e.g. the test accuracy of runs tested only at new best epochs and the last one
+                    # (the default): each run's points, as a mean over seeds would mix different epochs
+                    points = [(h["epoch"], h[metric]) for rows_ in histories for h in rows_ if h.get(metric) is not None]
+                    ax.plot(*zip(*points), linestyle="none", marker=".", label=text, color=colors[label])
+                    continue
                 epochs, values = _mean_curve(histories, metric)
                 if epochs:
                     ax.plot(epochs, values, label=text, linewidth=1.3, color=colors[label])

@@ -472,10 +472,10 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
             improved = row["val_accuracy"] > best["val_accuracy"]
             bad_epochs = 0 if improved else bad_epochs + 1
             stopped_early = config.patience is not None and bad_epochs >= config.patience
-            # The test pass may be thinned out (--test-every), but never at a new best epoch (the
-            # reported number is the test accuracy there) nor at the last epoch.
-            test_now = data.test is not None and (improved or epoch % config.test_every == 0
-                                                  or epoch == config.epochs or stopped_early)
+            # The reported number is the test accuracy at the best epoch, so the test pass runs at a new
+            # best and at the last epoch; --test-every k adds every k-th epoch (per-epoch curves).
+            test_now = data.test is not None and (improved or epoch == config.epochs or stopped_early
+                                                  or (config.test_every > 0 and epoch % config.test_every == 0))
             row["test_accuracy"] = (accuracy(objective.classifier, data, data.test, config.eval_batch_size, runtime)
                                     if test_now else None)
             row["train_seconds"] = train_seconds

@@ -99,6 +99,22 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, capsys):
     assert strip(read(tmp_path / "killed")) == strip(read(tmp_path / "full"))
 
 
+@pytest.mark.parametrize("test_every", [0, 2])
+def test_test_pass_runs_at_new_best_and_last_epochs_unless_asked_for_more(tmp_path, test_every):
+    config = Config(dataset="digits", noise="uniform:0.6", train_size=200, epochs=6, batch_size=64, method="ce",
+                    patience=None, test_every=test_every)
+    summary = train(config, tmp_path / "r", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    best_so_far, tested = -1.0, []
+    for r in rows:
+        if r["val_accuracy"] > best_so_far or r["epoch"] == 6 or (test_every and r["epoch"] % test_every == 0):
+            tested.append(r["epoch"])
+        best_so_far = max(best_so_far, r["val_accuracy"])
+    assert [r["epoch"] for r in rows if r["test_accuracy"] is not None] == tested
+    assert summary["test_accuracy"] == rows[summary["best_epoch"] - 1]["test_accuracy"] is not None
+    assert summary["final_test_accuracy"] == rows[-1]["test_accuracy"] is not None
+
+
 def test_early_stopping_stops_after_patience(tmp_path):
     config = Config(dataset="digits", noise="uniform:0.8", train_size=200, epochs=60, patience=3, batch_size=64,
                     method="ce")
@@ -138,6 +154,7 @@ def test_mnist_run_end_to_end(tmp_path, capsys, data_root):
     (["--model", "cnn4"], "28×28"),
     (["--model", "resnet1000"], "unknown model"),
     (["--beta", "-1"], "--beta"),
+    (["--test-every", "-1"], "--test-every"),
     (["--train-size", "100000"], "train"),
     (["--dataset", "mnist", "--data-dir", "EMPTY"], "train-images-idx3-ubyte"),
 ])

@@ -151,6 +151,30 @@ def test_plots_are_valid_pngs(sweep_root, tmp_path):
     _check_png(report.accuracy_vs_noise_plot([]), tmp_path / "empty.png")  # nothing complete yet
 
 
+def test_sparse_test_accuracy_is_drawn_as_points(tmp_path, monkeypatch):
+    # runs tested only at some epochs (the default: new best and last) give points, not a mean line
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        run = make_run(root, f"ce_seed{seed}", 0.5, 0.6, 0.9, epochs=4, method="ce", seed=seed)
+        rows = rundir.read_metrics(run)
+        for r in rows:
+            if r["epoch"] not in (1 + seed, 4):
+                r["test_accuracy"] = None
+        rundir.write_metrics(run, rows)
+    figures = []
+    monkeypatch.setattr(report, "_png", lambda fig, plt: figures.append(fig) or PNG)
+    runs = report.collect_runs(root)
+    report.selected_curves_plot(report.aggregate(runs), runs)
+    train_panel, test_panel, _ = figures[0].axes[:3]
+    (line,) = test_panel.get_lines()
+    assert line.get_linestyle() == "None" and line.get_marker() == "."
+    points = sorted(zip(line.get_xdata(), line.get_ydata()))
+    assert [x for x, _ in points] == [1, 2, 4, 4]
+    assert [y for _, y in points] == pytest.approx([0.15, 0.3, 0.6, 0.6])
+    (line,) = train_panel.get_lines()  # measured every epoch: the mean over seeds, as a line
+    assert line.get_linestyle() == "-" and list(line.get_xdata()) == [1, 2, 3, 4]
+
+
 def test_write_report_writes_all_files(sweep_root, tmp_path):
     out = tmp_path / "report"
     paths = report.write_report(sweep_root, out)

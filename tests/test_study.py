@@ -28,6 +28,7 @@ def test_memorization_study_writes_plot_and_curves(tmp_path, capsys):
     assert len(rows) == 4 * 2
     for r in rows:
         assert 0.0 <= float(r["train_noisy_accuracy"]) <= 1.0
+        assert 0.0 <= float(r["test_accuracy"]) <= 1.0  # the study asks for a test pass every epoch
         assert float(r["info_lower_bound_bits"]) >= 0.0
 
     # the study reuses finished runs: a second call trains nothing and rewrites the same curves
