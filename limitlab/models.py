@@ -1,17 +1,37 @@
-"""The paper's architectures (SPEC §6), built by name: ``build_model("cnn4", (1, 28, 28), 10)``."""
+"""The paper's architectures (SPEC §6), built by name: ``build_model("cnn4", (1, 28, 28), 10)``;
+and :func:`fuse_for_eval`, the evaluation copy of a trained network with BatchNorm folded in."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from .errors import LimitlabError
 
 
-def _conv_bn_relu(c_in: int, c_out: int, k: int, s: int, p: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, k, s, p, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+class WholeInputConv2d(nn.Conv2d):
+    """A Conv2d for inputs exactly the size of its kernel (no padding), which is a matrix product:
+    [B, C·k·k] @ [C·k·k, C_out]. Same parameters and function as ``nn.Conv2d`` (other input sizes
+    fall back to it); computed as a matrix product because CPU convolution kernels ran this shape
+    (cnn4's last conv, 3×3 → 1×1) about 3× slower forward and backward (benchmarks/RESULTS.md)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != self.kernel_size or self.padding != (0, 0) or self.groups != 1:
+            return super().forward(x)
+        # (H, W, C) order on both sides: a free view of a channels_last input
+        weight = self.weight.permute(0, 2, 3, 1).flatten(1)
+        return F.linear(x.permute(0, 2, 3, 1).flatten(1), weight, self.bias)[:, :, None, None]
+
+
+def _conv_bn_relu(c_in: int, c_out: int, k: int, s: int, p: int, conv: type[nn.Conv2d] = nn.Conv2d,
+                  ) -> list[nn.Module]:
+    return [conv(c_in, c_out, k, s, p, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
 class CNN4(nn.Module):
@@ -26,7 +46,7 @@ class CNN4(nn.Module):
             *_conv_bn_relu(in_channels, 32, 4, 2, 1),
             *_conv_bn_relu(32, 32, 4, 2, 1),
             *_conv_bn_relu(32, 64, 3, 2, 0),
-            *_conv_bn_relu(64, 256, 3, 1, 0),
+            *_conv_bn_relu(64, 256, 3, 1, 0, conv=WholeInputConv2d),  # 3×3 → 1×1
             nn.Flatten(),
         )
         hidden = [nn.Linear(256, 128, bias=not fc_batchnorm)]
@@ -294,3 +314,48 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, role:
     if pretrained_state is not None:
         load_backbone(model, pretrained_state)
     return model
+
+
+def _fuse_pair(layer: nn.Module, bn: nn.Module) -> nn.Module | None:
+    """``layer`` followed by ``bn`` as one layer, or None when they are not a Conv2d/Linear + BatchNorm pair."""
+    if not isinstance(bn, _BatchNorm) or not bn.track_running_stats or bn.running_mean is None:
+        return None
+    if isinstance(layer, nn.Conv2d):
+        return fuse_conv_bn_eval(layer, bn)
+    if isinstance(layer, nn.Linear) and layer.out_features == bn.num_features:
+        return fuse_linear_bn_eval(layer, bn)
+    return None
+
+
+def fuse_for_eval(model: nn.Module) -> nn.Module:
+    """An evaluation copy of ``model`` with each BatchNorm folded into the Conv2d or Linear before it.
+
+    BatchNorm in eval mode is an affine map per channel, so ``W x + b`` followed by it is again
+    ``W' x + b'``: the copy computes the same function as ``model.eval()`` (up to float rounding)
+    with one pass over the activations less per BatchNorm. Pairs found: consecutive modules in an
+    ``nn.Sequential`` (cnn4, mlp, the ResNets' shortcuts) and attributes ``convN``/``bnN`` of one
+    module (the ResNets' stem and blocks); that covers every BatchNorm of :data:`MODELS` ("linear"
+    has none). A BatchNorm elsewhere is kept and still evaluated correctly. The copy is in eval
+    mode without gradients; ``model`` (and its ``training`` flag) is left untouched.
+
+    Args:
+        model: a trained network.
+
+    Returns:
+        The fused copy, on ``model``'s device, in the memory format of ``model``'s weights.
+    """
+    fused = copy.deepcopy(model).eval()
+    for module in list(fused.modules()):
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                merged = _fuse_pair(module[i], module[i + 1])
+                if merged is not None:
+                    module[i], module[i + 1] = merged, nn.Identity()
+        names = dict(module.named_children())
+        for name, child in names.items():
+            if name.startswith("conv") and f"bn{name[4:]}" in names:
+                merged = _fuse_pair(child, names[f"bn{name[4:]}"])
+                if merged is not None:
+                    setattr(module, name, merged)
+                    setattr(module, f"bn{name[4:]}", nn.Identity())
+    return fused.requires_grad_(False)

@@ -28,7 +28,7 @@ from .config import Config
 from .data import load_dataset, split_train_val
 from .data.augment import random_crop_flip
 from .errors import LimitlabError
-from .models import build_model
+from .models import build_model, fuse_for_eval
 from .objectives import METHODS, Objective, build_objective
 
 
@@ -281,8 +281,8 @@ def build_run_objective(config: Config, data: RunData, runtime: Runtime | None =
         else:  # Patrini et al.: estimate T from the CE model's softmax on the training set
             ce_model = make_model("classifier").to(data.scale.device, memory_format=torch.channels_last)
             ce_model.load_state_dict(init)
-            t = losses.estimate_transition(predict(ce_model, data, data.train, config.eval_batch_size, runtime,
-                                                   proba=True).cpu().numpy())
+            t = losses.estimate_transition(predict(fuse_for_eval(ce_model), data, data.train, config.eval_batch_size,
+                                                   runtime, proba=True).cpu().numpy())
         extras["fw_transition"] = t
         context["transition"] = torch.as_tensor(t, dtype=torch.float32, device=data.scale.device)
     objective = build_objective(config.method, make_model, config, context)
@@ -333,20 +333,23 @@ def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data
     return {k: (v / totals[-1]).item() for k, v in zip(keys, totals[:-1])}
 
 
-@torch.no_grad()
 def predict(model: torch.nn.Module, data: RunData, split: Split, batch_size: int, runtime: Runtime | None = None,
             proba: bool = False) -> torch.Tensor:
-    """Predicted classes [N] (or softmax outputs [N, K] with ``proba``) of ``model`` in eval mode.
-    Under DDP each process predicts the shard ``rank::world`` and the shards are gathered."""
+    """Predicted classes [N] (or softmax outputs [N, K] with ``proba``) of ``model`` in eval mode
+    (pass :func:`limitlab.models.fuse_for_eval`'s copy for speed). Under DDP each process predicts
+    the shard ``rank::world`` and the shards are gathered."""
     runtime = runtime or Runtime(data.scale.device)
     model.eval()
     order = torch.arange(runtime.rank, len(split), runtime.world, device=data.scale.device)
     outs = []
-    for x, _ in data.batches(split, order, batch_size):
-        with runtime.autocast():
-            logits = model(x).float()
-        outs.append(logits.softmax(1) if proba else logits.argmax(1))
-    local = torch.cat(outs) if outs else torch.zeros((0, data.num_classes) if proba else 0, device=data.scale.device)
+    with torch.inference_mode():
+        for x, _ in data.batches(split, order, batch_size):
+            with runtime.autocast():
+                logits = model(x).float()
+            outs.append(logits.softmax(1) if proba else logits.argmax(1))
+    # clone: an ordinary tensor again (callers may modify it in place)
+    local = torch.cat(outs).clone() if outs else torch.zeros((0, data.num_classes) if proba else 0,
+                                                             device=data.scale.device)
     if proba:
         return torch.stack([runtime.gather_strided(local[:, k].contiguous(), len(split))
                             for k in range(local.shape[1])], 1)
@@ -358,10 +361,12 @@ def accuracy(model: torch.nn.Module, data: RunData, split: Split, batch_size: in
     return (predict(model, data, split, batch_size, runtime) == split.labels).float().mean().item()
 
 
-def evaluate(objective: Objective, data: RunData, config: Config, epoch: int, runtime: Runtime) -> dict:
+def evaluate(objective: Objective, data: RunData, config: Config, epoch: int, runtime: Runtime,
+             model: torch.nn.Module | None = None) -> dict:
     """Per-epoch measurements of the classifier on the training and validation sets (SPEC §8).
-    The pass over the training set runs every ``train_eval_every`` epochs (0: never)."""
-    clf, bs = objective.classifier, config.eval_batch_size
+    The pass over the training set runs every ``train_eval_every`` epochs (0: never). ``model``:
+    the network to evaluate, by default a :func:`fuse_for_eval` copy of the objective's classifier."""
+    clf, bs = model or fuse_for_eval(objective.classifier), config.eval_batch_size
     out = {k: None for k in ("train_noisy_accuracy", "train_clean_accuracy", "memorized_fraction",
                              "corrected_fraction", "info_lower_bound_bits")}
     if config.train_eval_every and epoch % config.train_eval_every == 0:
@@ -467,8 +472,9 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
             if not all(math.isfinite(v) for v in losses_.values()):
                 raise LimitlabError(f"training diverged: the loss became {losses_['loss']} in epoch {epoch}; "
                                     f"try a lower --lr (now {config.lr}); the last good epoch is in {out / rundir.LAST}")
+            eval_model = fuse_for_eval(objective.classifier)  # once per epoch, for every evaluation pass
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in losses_.items()},
-                   **evaluate(objective, data, config, epoch, runtime)}
+                   **evaluate(objective, data, config, epoch, runtime, eval_model)}
             improved = row["val_accuracy"] > best["val_accuracy"]
             bad_epochs = 0 if improved else bad_epochs + 1
             stopped_early = config.patience is not None and bad_epochs >= config.patience
@@ -476,7 +482,7 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
             # best and at the last epoch; --test-every k adds every k-th epoch (per-epoch curves).
             test_now = data.test is not None and (improved or epoch == config.epochs or stopped_early
                                                   or (config.test_every > 0 and epoch % config.test_every == 0))
-            row["test_accuracy"] = (accuracy(objective.classifier, data, data.test, config.eval_batch_size, runtime)
+            row["test_accuracy"] = (accuracy(eval_model, data, data.test, config.eval_batch_size, runtime)
                                     if test_now else None)
             row["train_seconds"] = train_seconds
             row["seconds"] = time.perf_counter() - t0

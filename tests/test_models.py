@@ -374,3 +374,60 @@ def test_pretrained_mismatch_is_a_clear_error(monkeypatch, r50_shell):
     del source["layer4.2.bn3.bias"]
     with pytest.raises(LimitlabError, match=r"missing \['layer4\.2\.bn3\.bias'\]"):
         shell("resnet50", (3, 64, 64), 10, pretrained=True)
+
+
+# ---------------------------------------------------------------------------------------- evaluation copy
+
+def _randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:
+    """BatchNorm weights, biases and running statistics far from their initial 1/0, so a wrong fold shows."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.weight.data = torch.rand(n, generator=g) + 0.5
+            m.bias.data = torch.randn(n, generator=g)
+            m.running_mean = torch.randn(n, generator=g)
+            m.running_var = torch.rand(n, generator=g) + 0.5
+
+
+@pytest.mark.parametrize("name, role", [(name, "classifier") for name in sorted(MODELS)] + [("cnn4", "q")])
+def test_fuse_for_eval_folds_every_batchnorm_and_keeps_the_outputs(name, role):
+    from limitlab.models import fuse_for_eval
+
+    shape = (1, 28, 28) if name in ("cnn4", "mlp", "linear") else (3, 32, 32)
+    torch.manual_seed(0)
+    model = build_model(name, shape, 10, role=role, dropout=0.3).to(memory_format=torch.channels_last)
+    _randomize_batchnorm(model)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fuse_for_eval(model)
+    assert model.training  # the trained model is left as it was
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in fused.modules())
+    assert not fused.training and not any(p.requires_grad for p in fused.parameters())
+
+    x = torch.randn(5, *shape).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = model.eval()(x)
+    torch.testing.assert_close(fused(x), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    assert fused(x).argmax(1).tolist() == expected.argmax(1).tolist()
+
+
+def test_cnn4_last_conv_as_matrix_product_matches_the_convolution():
+    from limitlab.models import WholeInputConv2d
+
+    torch.manual_seed(0)
+    conv = WholeInputConv2d(64, 256, 3, 1, 0, bias=True)
+    plain = nn.Conv2d(64, 256, 3, 1, 0, bias=True)
+    plain.load_state_dict(conv.state_dict())
+    for x in (torch.randn(4, 64, 3, 3), torch.randn(4, 64, 3, 3).contiguous(memory_format=torch.channels_last),
+              torch.randn(4, 64, 5, 5)):  # the last: not the kernel's size, the convolution itself
+        x.requires_grad_()
+        y, y_plain = conv(x), plain(x)
+        assert y.shape == y_plain.shape
+        torch.testing.assert_close(y, y_plain, rtol=1e-5, atol=1e-5)
+        g = torch.randn_like(y)
+        grads = torch.autograd.grad(y, (x, conv.weight, conv.bias), g)
+        grads_plain = torch.autograd.grad(y_plain, (x, plain.weight, plain.bias), g)
+        for a, b in zip(grads, grads_plain):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
