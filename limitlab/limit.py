@@ -76,21 +76,19 @@ def limit_loss(
     """
     if q_dist not in Q_DISTRIBUTIONS:
         raise ValueError(f"q_dist must be one of {Q_DISTRIBUTIONS}, not {q_dist!r}")
-    p_f = logits.softmax(dim=1).detach()
+    p_f = logits.detach().softmax(dim=1)
     p_q = q_logits.softmax(dim=1)
-    onehot = F.one_hot(targets, num_classes=logits.shape[1]).to(p_q.dtype)
+    g_hat = p_f - p_q  # ĝ, differentiable w.r.t. q only (for the penalty)
 
-    # q-network: match the true gradient g = s(f) - e_y (s(f) cancels), keep ĝ small.
-    if q_dist == "gaussian":
-        fit = (p_q - onehot).pow(2).sum(dim=1).mean()
-    else:
-        fit = (p_q - onehot).abs().sum(dim=1).mean()
-    penalty = (p_f - p_q).pow(2).sum(dim=1).mean()
+    # q-network: match the true gradient g = s(f) - e_y, i.e. ĝ - g = e_y - s(q), and keep ĝ small.
+    mismatch = p_q - F.one_hot(targets, num_classes=logits.shape[1]).to(p_q.dtype)
+    fit = (mismatch.pow(2) if q_dist == "gaussian" else mismatch.abs()).sum(dim=1).mean()
+    penalty = g_hat.pow(2).sum(dim=1).mean()
     q_loss = fit + beta * penalty
 
     # Classifier: a surrogate whose gradient w.r.t. the logits is ĝ / B (ĝ detached, so q gets
     # nothing from here). Subtracting its detached value keeps the returned value = the q loss.
-    g_hat = (p_f - p_q).detach()
+    g_hat = g_hat.detach()
     if sample_lambda is not None:
         g_hat = g_hat + predicted_gradient_noise(g_hat.shape, q_dist, sample_lambda, g_hat)
     if train_classifier:
