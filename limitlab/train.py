@@ -41,6 +41,7 @@ class Runtime:
     rank: int = 0
     world: int = 1
     precision: str = "fp32"  # "bf16": autocast on CUDA
+    distributed: bool = False  # started by torchrun: DDP and collectives, even for one process (a smoke test)
 
     @property
     def is_main(self) -> bool:
@@ -53,13 +54,13 @@ class Runtime:
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
         """Sum over processes (identity without DDP)."""
-        if self.world > 1:
+        if self.distributed:
             dist.all_reduce(t)
         return t
 
     def gather_strided(self, local: torch.Tensor, n: int) -> torch.Tensor:
         """Reassemble an [N] result computed as shards ``rank::world`` on each process."""
-        if self.world == 1:
+        if not self.distributed:
             return local
         size = math.ceil(n / self.world)
         padded = torch.zeros(size, dtype=local.dtype, device=local.device)
@@ -69,7 +70,7 @@ class Runtime:
         return torch.stack(parts, 1).reshape(-1)[:n]
 
     def barrier(self):
-        if self.world > 1:
+        if self.distributed:
             dist.barrier()
 
 
@@ -88,8 +89,9 @@ def resolve_device(name: str) -> torch.device:
 def start_runtime(config: Config) -> Runtime:
     """One process, or one of WORLD_SIZE processes started by torchrun (DDP: NCCL on GPUs, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    distributed = world > 1 or dist.is_torchelastic_launched()
     device = resolve_device(config.device)
-    if world > 1:
+    if distributed:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
@@ -102,8 +104,8 @@ def start_runtime(config: Config) -> Runtime:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    rank = dist.get_rank() if world > 1 else 0
-    return Runtime(device, rank, world, precision)
+    rank = dist.get_rank() if distributed else 0
+    return Runtime(device, rank, world, precision, distributed)
 
 
 # --------------------------------------------------------------------------- data
@@ -291,7 +293,7 @@ def build_run_objective(config: Config, data: RunData, runtime: Runtime | None =
     if config.q_init_from:
         objective.q_network.load_state_dict(load_classifier_weights(config.q_init_from, config, data, "--q-init-from"))
     objective = objective.to(data.scale.device, memory_format=torch.channels_last)
-    if runtime.world > 1 and data.scale.is_cuda:
+    if runtime.distributed and data.scale.is_cuda:
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)  # global-batch BN statistics
     return objective, extras
 
@@ -440,7 +442,7 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
     optimizer = make_optimizer(objective, config, device)
     generator = torch.Generator().manual_seed(config.seed)
     step = objective
-    if runtime.world > 1:
+    if runtime.distributed:
         step = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[device] if device.type == "cuda" else None,
             find_unused_parameters=config.warmup > 0)  # warm-up epochs leave the classifier without gradients
