@@ -98,7 +98,7 @@ def step_and_eval_section(args, data, matmul: float) -> dict:
             loss, _ = objective(x, y)
             loss.backward()
 
-        per_image = flops(fwd_bwd) / args.batch_size
+        per_image = flops(fwd_bwd) / len(x)
         optimizer.zero_grad(set_to_none=True)
         g = torch.Generator().manual_seed(args.seed)
         t = best_time(lambda: train_one_epoch(objective, optimizer, data, args.batch_size, g), args.repeats)
@@ -111,7 +111,7 @@ def step_and_eval_section(args, data, matmul: float) -> dict:
         torch.manual_seed(args.seed)
         model = build_model(model_name, data.input_shape, 10).to(memory_format=torch.channels_last)
         fused = fuse_for_eval(model)
-        per_image = flops(lambda: fused(x)) / args.batch_size
+        per_image = flops(lambda: fused(x)) / len(x)
         rows = {}
         for bs in args.eval_batch_sizes:
             t = best_time(lambda: predict(fused, data, data.val, bs), args.repeats)

@@ -316,7 +316,7 @@ def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data
     ``step`` is the (possibly DDP-wrapped or compiled) forward; it defaults to ``objective``.
     """
     runtime = runtime or Runtime(data.scale.device)
-    step = step or objective
+    step = objective if step is None else step  # (a compiled module has no truth value)
     objective.train()
     n = len(data.train)
     order = torch.randperm(n, generator=generator).to(data.scale.device)
@@ -375,7 +375,8 @@ def evaluate(objective: Objective, data: RunData, config: Config, epoch: int, ru
     """Per-epoch measurements of the classifier on the training and validation sets (SPEC §8).
     The pass over the training set runs every ``train_eval_every`` epochs (0: never). ``model``:
     the network to evaluate, by default a :func:`fuse_for_eval` copy of the objective's classifier."""
-    clf, bs = model or fuse_for_eval(objective.classifier), config.eval_batch_size
+    clf = fuse_for_eval(objective.classifier) if model is None else model
+    bs = config.eval_batch_size
     out = {k: None for k in ("train_noisy_accuracy", "train_clean_accuracy", "memorized_fraction",
                              "corrected_fraction", "info_lower_bound_bits")}
     if config.train_eval_every and epoch % config.train_eval_every == 0:
