@@ -163,7 +163,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     options = dict(item.split("=", 1) for item in args.launcher_option)
     statuses = run_sweep(args.preset, args.out, jobs=args.jobs, dry_run=args.dry_run, launcher=args.launcher,
-                         progress=not args.quiet, launcher_options=options or None)
+                         progress=not args.quiet, launcher_options=options or None, runs_per_gpu=args.runs_per_gpu)
     failed = [s for s in statuses if not s.ok]
     if failed and not args.dry_run:
         print(f"limitlab: {len(failed)} of {len(statuses)} runs did not complete: "
@@ -301,7 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_DefaultsFormatter)
     p.add_argument("preset", help="preset name or JSON grid file")
     p.add_argument("--out", required=True, help="sweep directory")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs at a time (default: 1, or with --runs-per-gpu N on a GPU machine, N × the GPUs)")
+    p.add_argument("--runs-per-gpu", type=int, default=None, metavar="N",
+                   help="up to N runs share each GPU at once (small models such as cnn4 use a fraction of a "
+                        "modern GPU; benchmarks/gpu_check.py measures the gain); default: one GPU per run, "
+                        "shared only when --jobs exceeds the GPUs")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their state; run nothing")
     p.add_argument("--launcher", default="local", choices=["local", "submitit"],
                    help="local processes, or submit through submitit (SLURM; pip install submitit)")

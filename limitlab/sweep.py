@@ -426,9 +426,9 @@ def _say(progress: bool, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def run_sweep(preset: str | Path | Preset, out_dir: str | Path, jobs: int = 1, dry_run: bool = False,
+def run_sweep(preset: str | Path | Preset, out_dir: str | Path, jobs: int | None = 1, dry_run: bool = False,
               launcher: str = "local", progress: bool = True, launcher_options: dict | None = None,
-              poll_seconds: float = 0.2) -> list[RunStatus]:
+              poll_seconds: float = 0.2, runs_per_gpu: int | None = None) -> list[RunStatus]:
     """Run every run of ``preset`` into ``out_dir/<run name>``, up to ``jobs`` at a time; returns one
     RunStatus per run, in the order of :func:`expand`. A caller (the CLI) exits non-zero unless
     ``all(s.ok for s in statuses)``.
@@ -437,13 +437,18 @@ def run_sweep(preset: str | Path | Preset, out_dir: str | Path, jobs: int = 1, d
     directories holding another run are reported and left alone; a failing run is reported with the last
     line of its stderr and the others go on; a run whose dependency failed is reported as blocked.
     Locally, each run gets cores // jobs CPU threads (OMP/MKL_NUM_THREADS) and, on a machine with GPUs,
-    one GPU (CUDA_VISIBLE_DEVICES), shared round-robin when jobs exceed the GPUs. ``launcher="submitit"``
+    one GPU (CUDA_VISIBLE_DEVICES), shared round-robin when jobs exceed the GPUs. ``runs_per_gpu=N`` lets
+    each GPU hold up to N runs at once (small models use a fraction of a modern GPU) and no more; then
+    ``jobs=None`` means N × the visible GPUs (without GPUs, or without runs_per_gpu, None means 1).
+    ``launcher="submitit"``
     submits the same commands through submitit (``launcher_options``: see _SubmititLauncher).
     ``dry_run`` prints each run's state (done / resume / new / blocked-by-dependency / locked /
     conflict) and writes nothing."""
     preset = load_grid(preset)
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise LimitlabError(f"jobs must be at least 1, not {jobs}")
+    if runs_per_gpu is not None and runs_per_gpu < 1:
+        raise LimitlabError(f"--runs-per-gpu must be at least 1, not {runs_per_gpu}")
     if launcher not in ("local", "submitit"):
         raise LimitlabError(f"unknown launcher {launcher!r}; use local or submitit")
     specs = expand(preset)
@@ -476,6 +481,8 @@ def run_sweep(preset: str | Path | Preset, out_dir: str | Path, jobs: int = 1, d
         (logs / "logs").mkdir(parents=True, exist_ok=True)
         runner = _SubmititLauncher(logs / "submitit", launcher_options) if launcher == "submitit" else _LocalLauncher()
     gpus = _visible_gpus() if launcher == "local" and pending else []
+    if jobs is None:
+        jobs = runs_per_gpu * len(gpus) if runs_per_gpu and gpus else 1
     threads = str(max(1, _cores() // jobs))
     package_root = str(Path(__file__).resolve().parents[1])  # children run this limitlab
     pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
@@ -499,6 +506,9 @@ def run_sweep(preset: str | Path | Preset, out_dir: str | Path, jobs: int = 1, d
                     break
                 if not all(d in complete for d in s.depends_on):
                     continue
+                if (runs_per_gpu and gpus and not s.config.device.startswith("cpu")
+                        and min(gpu_load.values()) >= runs_per_gpu):
+                    break  # every GPU holds runs_per_gpu runs: wait until one ends
                 pending.remove(s)
                 run = out_dir / s.name
                 state, message = run_state(s, out_dir)  # again: another process may have taken it meanwhile

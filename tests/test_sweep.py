@@ -254,6 +254,29 @@ def test_scheduler_jobs_threads_gpus_and_dependencies(tmp_path, monkeypatch):
     assert fake.started == []
 
 
+@pytest.mark.parametrize("jobs, expected_running", [(None, 4), (3, 3), (8, 4)])
+def test_runs_per_gpu_shares_each_gpu_up_to_n_runs(tmp_path, monkeypatch, jobs, expected_running):
+    fake = _FakeLauncher()
+    monkeypatch.setattr(sweep, "_LocalLauncher", lambda: fake)
+    monkeypatch.setattr(sweep, "_visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr(sweep, "_cores", lambda: 8)
+    path = _write_grid(tmp_path / "g.json", {"grids": [{"base": {**TINY, "method": "ce"}, "seeds": list(range(9))}]})
+    statuses = run_sweep(path, tmp_path / "out", jobs=jobs, runs_per_gpu=2, progress=False, poll_seconds=0)
+    assert all(s.ok for s in statuses) and len(fake.started) == 9
+    assert fake.max_running == expected_running  # jobs=None: 2 runs × 2 GPUs; never more than that
+    gpu_of = {name: env["CUDA_VISIBLE_DEVICES"] for name, _, env, _ in fake.started}
+    for name, _, env, running_then in fake.started:
+        for gpu in ("0", "1"):
+            assert sum(gpu_of[r] == gpu for r in running_then) <= 2
+        assert env["OMP_NUM_THREADS"] == str(8 // min(jobs or 4, 8))
+
+
+def test_runs_per_gpu_must_be_positive(tmp_path):
+    path = _write_grid(tmp_path / "g.json", {"grids": [{"base": {**TINY, "method": "ce"}, "seeds": [0]}]})
+    with pytest.raises(LimitlabError, match="--runs-per-gpu"):
+        run_sweep(path, tmp_path / "out", runs_per_gpu=0, progress=False)
+
+
 def test_dry_run_writes_nothing(tmp_path, capsys):
     path = _write_grid(tmp_path / "g.json", {"grids": [
         {"base": {**TINY, "method": "ce"}, "seeds": [0]},
