@@ -160,9 +160,12 @@ class RunData:
         training when the dataset asks for it; file splits stream through a DataLoader.
         """
         if split.images is not None:
+            # a pass over the whole split in order (evaluation) takes slices: views, not gathered copies
+            in_order = not train and len(order) == len(split) and bool(
+                (order == torch.arange(len(order), device=order.device)).all())
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                images = split.images[idx]
+                images = split.images[start:start + batch_size] if in_order else split.images[idx]
                 if train and self.augmentation == "crop-flip":
                     images = random_crop_flip(images, padding=4, generator=generator)
                 yield self.to_input(images), idx
