@@ -39,7 +39,7 @@ def test_smoke_runs_every_section(tmp_path, monkeypatch):
     assert load_script().main(["--smoke", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     sections = r["sections"]
-    assert set(sections) == {"env", "resnet", "train", "ddp", "sharing"}
+    assert set(sections) == {"env", "resnet", "ddp", "sharing", "resnet-compile", "train"}
     assert r["mode"] == "smoke" and sections["env"]["device"] == "cpu"
 
     variants = sections["resnet"]["variants"]
