@@ -5,9 +5,14 @@ The method itself, usable in any training loop, is :func:`limit_loss` / :class:`
 through :func:`train` with a :class:`Config`, or the ``limitlab`` command.
 """
 
+from importlib import metadata as _metadata
+
 from .limit import LIMIT, limit_loss
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("limitlab")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 __all__ = ["LIMIT", "limit_loss", "Config", "train", "__version__"]
 
 
