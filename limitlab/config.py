@@ -13,6 +13,8 @@ from .errors import LimitlabError
 
 @dataclass
 class Config:
+    """Every setting of one run, with the paper protocol's defaults; saved as the run's ``config.json``."""
+
     # data (SPEC §5)
     dataset: str = "digits"
     data_dir: str | None = None

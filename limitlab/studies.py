@@ -20,6 +20,8 @@ from .train import train
 def memorization_configs(epochs: int = 400, train_size: int | None = None, data_dir: str | None = None,
                          seed: int = 0, dropout: float = 0.5, weight_decay: float = 1e-4, beta: float = 10.0,
                          dataset: str = "mnist", noise: str = "uniform:0.8") -> dict[str, Config]:
+    """The memorization study's runs by name: CE, CE + dropout, CE + weight decay and LIMIT_L, on the
+    MLP without early stopping and with clean validation."""
     base = Config(dataset=dataset, data_dir=data_dir, noise=noise, train_size=train_size, model="mlp",
                   method="ce", epochs=epochs, patience=None, clean_validation=True, seed=seed)
     return {

@@ -74,6 +74,7 @@ class Runtime:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for ``--device``: "auto" is CUDA when available, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -108,6 +109,8 @@ def start_runtime(config: Config) -> Runtime:
 
 # --------------------------------------------------------------------------- data
 def default_model(input_shape: tuple[int, ...]) -> str:
+    """The architecture for inputs of ``input_shape`` (C, H, W) when none is given: cnn4 for 28×28,
+    resnet34 for colour images up to 64 pixels, resnet50 above, else mlp."""
     h, w = input_shape[1:]
     if (h, w) == (28, 28):
         return "cnn4"
@@ -355,6 +358,7 @@ def predict(model: torch.nn.Module, data: RunData, split: Split, batch_size: int
 
 def accuracy(model: torch.nn.Module, data: RunData, split: Split, batch_size: int, runtime: Runtime | None = None,
              ) -> float:
+    """The accuracy of ``model`` on ``split`` against its labels."""
     return (predict(model, data, split, batch_size, runtime) == split.labels).float().mean().item()
 
 
