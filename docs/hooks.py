@@ -91,7 +91,7 @@ def cli_page() -> str:
     from limitlab.cli import build_parser
 
     old_columns = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"  # the width of the usage lines
+    os.environ["COLUMNS"] = "78"  # usage lines that fit the page without scrolling
     try:
         parser = build_parser()
         (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
