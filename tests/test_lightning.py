@@ -12,6 +12,9 @@ from limitlab.data import load_dataset  # noqa: E402
 from limitlab.lightning import LimitLightningModule  # noqa: E402
 from limitlab.models import build_model  # noqa: E402
 
+# Lightning's own notices: no validation loader is given here, and its pytree deprecation.
+pytestmark = [pytest.mark.filterwarnings("ignore:.*validation_step.*"), pytest.mark.filterwarnings("ignore:.*LeafSpec.*")]
+
 NOISE_RATE = 0.6
 EPOCHS = 10
 BATCH = 128
