@@ -101,9 +101,9 @@ def cross_validated_probs(args, p: float, epochs: int) -> tuple[np.ndarray, np.n
         optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr)
         generator = torch.Generator().manual_seed(args.seed * 1000 + f)
         for _ in range(epochs):
-            train_one_epoch(objective, optimizer, fold, config.batch_size, generator, runtime)
+            train_one_epoch(objective, optimizer, fold, batch_size=config.batch_size, generator=generator, runtime=runtime)
         held_split = Split(data.train.labels[held_t], data.train.images[held_t])
-        probs[held] = predict(objective.classifier, fold, held_split, config.eval_batch_size, runtime,
+        probs[held] = predict(objective.classifier, fold, held_split, batch_size=config.eval_batch_size, runtime=runtime,
                               proba=True).cpu().numpy()
         print(f"  p={p}: fold {f + 1}/{args.folds} done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - t0

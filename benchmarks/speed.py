@@ -93,7 +93,7 @@ def resnet_section(args):
             for rep in range(args.repeats + 1):  # epoch 0: warm-up (and compilation)
                 sync()
                 t0 = time.perf_counter()
-                train_one_epoch(obj, opt, data, args.resnet_batch_size, g, runtime, step)
+                train_one_epoch(obj, opt, data, batch_size=args.resnet_batch_size, generator=g, runtime=runtime, step=step)
                 sync()
                 if rep > 0:
                     times.append(time.perf_counter() - t0)
@@ -156,7 +156,7 @@ def cnn4_section(args):
     g = torch.Generator().manual_seed(args.seed)
     runs = {
         "plain CE loop": lambda: plain_ce_epoch(plain, plain_opt, images, labels, mean_t, std_t, args.batch_size, g),
-        **{name: (lambda o=o, opt=opt: train_one_epoch(o, opt, data, args.batch_size, g))
+        **{name: (lambda o=o, opt=opt: train_one_epoch(o, opt, data, batch_size=args.batch_size, generator=g))
            for name, (o, opt) in objectives.items()},
     }
     times = {name: [] for name in runs}

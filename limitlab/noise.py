@@ -1,5 +1,5 @@
-"""Label-noise models (docs/method.md §4), registered by name, and the noisy-label entropy that the
-information bound needs (docs/method.md §8).
+"""Label-noise models (docs/method.md §4), registered by name: transition matrices, seeded corruption
+and realised rates.
 
 A noise model is a K x K row-stochastic transition matrix ``T[true, observed]``: a training label
 ``y`` is replaced by a draw from row ``T[y]``. Everything here is NumPy arrays in, arrays out.
@@ -52,7 +52,7 @@ def _check_rate(p: float, name: str = "noise rate") -> float:
     return p
 
 
-def _check_transition(transition, num_classes: int | None = None, where: str = "") -> np.ndarray:
+def check_transition(transition, num_classes: int | None = None, where: str = "") -> np.ndarray:
     """Return ``transition`` as a float64 K x K array, or raise if it is not row-stochastic."""
     src = f" in {where}" if where else ""
     t = np.asarray(transition)
@@ -211,7 +211,7 @@ def load_transition(path, num_classes: int) -> np.ndarray:
         raise LimitlabError(
             f"could not read transition matrix file '{path}' ({reason}); write it with numpy.save or as comma/whitespace-separated numbers"
         ) from None
-    return _check_transition(data, k, where=f"'{path}'")
+    return check_transition(data, k, where=f"'{path}'")
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,7 @@ def corrupt_labels(labels: np.ndarray, transition: np.ndarray, seed: int) -> np.
     noisy_labels : np.ndarray of int64, same shape as ``labels``
         The corrupted labels. ``noisy_labels != labels`` is the corruption mask.
     """
-    t = _check_transition(transition)
+    t = check_transition(transition)
     k = t.shape[0]
     y = np.asarray(labels)
     if y.dtype.kind not in "iu":
@@ -378,42 +378,3 @@ def realised_rate(true_labels: np.ndarray, noisy_labels: np.ndarray) -> float:
     if a.size == 0:
         raise LimitlabError("cannot compute a noise rate from zero labels; check that the data split is not empty")
     return float(np.mean(a != b))
-
-
-# --------------------------------------------------------------------------------------------
-# Information bound (SPEC section 8)
-# --------------------------------------------------------------------------------------------
-
-def _entropy_bits(probs: np.ndarray) -> np.ndarray:
-    """Entropy in bits along the last axis, with 0 log 0 = 0."""
-    probs = np.asarray(probs, dtype=np.float64)
-    terms = np.where(probs > 0, -probs * np.log2(np.where(probs > 0, probs, 1.0)), 0.0)
-    return terms.sum(axis=-1)
-
-
-def noisy_label_entropy_bits(transition: np.ndarray, class_frequencies: np.ndarray) -> float:
-    """``H(noisy label | x)`` in bits, assuming the true label is a function of ``x``.
-
-    Equals ``sum_y pi_y * H(T[y, :])``. For uniform noise p=0.8, K=10 with any class frequencies
-    this is 3.258 bits.
-
-    Parameters
-    ----------
-    transition : np.ndarray, shape (K, K)
-        Row-stochastic matrix ``T[true, observed]``.
-    class_frequencies : np.ndarray, shape (K,)
-        Frequencies ``pi_y`` of the true classes; non-negative, normalised here (counts are fine).
-
-    Returns
-    -------
-    entropy : float
-        Bits per example, in [0, log2 K].
-    """
-    t = _check_transition(transition)
-    pi = np.asarray(class_frequencies, dtype=np.float64)
-    if pi.shape != (t.shape[0],):
-        raise LimitlabError(f"class frequencies have shape {pi.shape} but must have one entry per class, shape ({t.shape[0]},)")
-    if not np.all(np.isfinite(pi)) or np.any(pi < 0) or pi.sum() <= 0:
-        raise LimitlabError("class frequencies must be finite, non-negative and not all zero")
-    return float(pi @ _entropy_bits(t) / pi.sum())
-

@@ -49,7 +49,7 @@ class LimitObjective(LIMIT, Objective):
     """LIMIT (see :mod:`limitlab.limit`) with warm-up: for the first ``warmup`` epochs only q trains."""
 
     def __init__(self, classifier, q_network, q_dist, beta, sample_lambda=None, warmup: int = 0):
-        LIMIT.__init__(self, classifier, q_network, q_dist, beta, sample_lambda)
+        LIMIT.__init__(self, classifier, q_network, q_dist=q_dist, beta=beta, sample_lambda=sample_lambda)
         self.warmup = warmup
 
     def start_epoch(self, epoch: int) -> None:
@@ -85,7 +85,7 @@ class LossOnLogits(Objective):
 
 
 class Penalize(Objective):
-    """The soft-regularization baseline (SPEC §2): CE + λ‖z‖²‖e_y − s(q)‖² (+ β‖z‖²‖s(f) − s(q)‖²)
+    """The soft-regularization baseline (docs/method.md §2): CE + λ‖z‖²‖e_y − s(q)‖² (+ β‖z‖²‖s(f) − s(q)‖²)
     per example, z the input of the classifier's bias-free last layer; one optimizer over both
     networks, so q learns from the penalty terms."""
 

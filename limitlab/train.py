@@ -65,7 +65,7 @@ def build_run_objective(config: Config, data: RunData, runtime: Runtime | None =
 
     def predict_proba(model):
         model = model.to(device, memory_format=torch.channels_last)
-        return predict(model, data, data.train, config.eval_batch_size, runtime, proba=True).cpu().numpy()
+        return predict(model, data, data.train, batch_size=config.eval_batch_size, runtime=runtime, proba=True).cpu().numpy()
 
     init = config.init_from and load_classifier_weights(config.init_from, config, data, "--init-from")
     context, extras = spec.prepare(config, data, make_model, init, predict_proba) if spec.prepare else ({}, {})
@@ -81,7 +81,7 @@ def build_run_objective(config: Config, data: RunData, runtime: Runtime | None =
 
 
 # --------------------------------------------------------------------------- one epoch, evaluation
-def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data: RunData, batch_size: int,
+def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data: RunData, *, batch_size: int,
                     generator: torch.Generator, runtime: Runtime | None = None,
                     step: Callable | None = None) -> dict[str, float]:
     """One pass over the training set in shuffled batches; returns the epoch means of the loss parts.
@@ -118,7 +118,7 @@ def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, data: RunData, split: Split, batch_size: int, runtime: Runtime | None = None,
+def predict(model: torch.nn.Module, data: RunData, split: Split, *, batch_size: int, runtime: Runtime | None = None,
             proba: bool = False) -> torch.Tensor:
     """Predicted classes [N] (or softmax outputs [N, K] with ``proba``) of ``model`` in eval mode.
     Under DDP each process predicts the shard ``rank::world`` and the shards are gathered."""
@@ -137,9 +137,9 @@ def predict(model: torch.nn.Module, data: RunData, split: Split, batch_size: int
     return runtime.gather_strided(local, len(split))
 
 
-def accuracy(model: torch.nn.Module, data: RunData, split: Split, batch_size: int, runtime: Runtime | None = None,
-             ) -> float:
-    return (predict(model, data, split, batch_size, runtime) == split.labels).float().mean().item()
+def accuracy(model: torch.nn.Module, data: RunData, split: Split, *, batch_size: int,
+             runtime: Runtime | None = None) -> float:
+    return (predict(model, data, split, batch_size=batch_size, runtime=runtime) == split.labels).float().mean().item()
 
 
 def evaluate(objective: Objective, data: RunData, config: Config, epoch: int, runtime: Runtime) -> dict:
@@ -149,10 +149,10 @@ def evaluate(objective: Objective, data: RunData, config: Config, epoch: int, ru
     out = {k: None for k in ("train_noisy_accuracy", "train_clean_accuracy", "memorized_fraction",
                              "corrected_fraction", "info_lower_bound_bits")}
     if config.train_eval_every and epoch % config.train_eval_every == 0:
-        out.update(metrics.label_fit(predict(clf, data, data.train, bs, runtime), data.train.labels, data.train_true))
+        out.update(metrics.label_fit(predict(clf, data, data.train, batch_size=bs, runtime=runtime), data.train.labels, data.train_true))
         out["info_lower_bound_bits"] = metrics.fano_information_lower_bound(
             1.0 - out["train_noisy_accuracy"], data.num_classes, data.noisy_entropy_bits)
-    out["val_accuracy"] = accuracy(clf, data, data.val, bs, runtime)
+    out["val_accuracy"] = accuracy(clf, data, data.val, batch_size=bs, runtime=runtime)
     return out
 
 
@@ -244,7 +244,8 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
                 break
             t0 = time.perf_counter()
             objective.start_epoch(epoch)
-            losses_ = train_one_epoch(objective, optimizer, data, config.batch_size, generator, runtime, step)
+            losses_ = train_one_epoch(objective, optimizer, data, batch_size=config.batch_size, generator=generator,
+                                      runtime=runtime, step=step)
             train_seconds = time.perf_counter() - t0
             if not all(math.isfinite(v) for v in losses_.values()):
                 raise LimitlabError(f"training diverged: the loss became {losses_['loss']} in epoch {epoch}; "
@@ -258,7 +259,8 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
             # reported number is the test accuracy there) nor at the last epoch.
             test_now = data.test is not None and (improved or epoch % config.test_every == 0
                                                   or epoch == config.epochs or stopped_early)
-            row["test_accuracy"] = (accuracy(objective.classifier, data, data.test, config.eval_batch_size, runtime)
+            row["test_accuracy"] = (accuracy(objective.classifier, data, data.test, batch_size=config.eval_batch_size,
+                                             runtime=runtime)
                                     if test_now else None)
             row["train_seconds"] = train_seconds
             row["seconds"] = time.perf_counter() - t0

@@ -19,11 +19,11 @@ LAYERS = [
     ("foundation", ["limitlab.errors", "limitlab.registry"]),
     ("datasets", ["limitlab.data", "limitlab.data.*"]),
     ("noise", ["limitlab.noise"]),
+    ("measurements", ["limitlab.metrics"]),  # pure functions of predictions and labels
     ("run data", ["limitlab.data.run"]),
     ("models", ["limitlab.models"]),
     ("objectives", ["limitlab.limit", "limitlab.losses", "limitlab.objectives", "limitlab.methods"]),
     ("config", ["limitlab.config"]),
-    ("measurements", ["limitlab.metrics"]),
     ("run directory", ["limitlab.rundir"]),
     ("loop", ["limitlab.runtime", "limitlab.train"]),
     ("experiments", ["limitlab.experiments", "limitlab.experiments.*"]),

@@ -143,7 +143,7 @@ def test_detect_writes_into_run_dir_by_default(runs):
 
 def test_detect_known_answer(runs, tmp_path, monkeypatch):
     """Outputs that put the corrupted examples' given labels lowest: perfect detection."""
-    def fake_predict(model, data, split, batch_size, runtime=None, proba=False):
+    def fake_predict(model, data, split, *, batch_size, runtime=None, proba=False):
         import torch
 
         true = torch.nn.functional.one_hot(data.train_true, data.num_classes).float()

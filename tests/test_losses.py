@@ -1,4 +1,4 @@
-"""Baseline losses of SPEC §3 against independent computations on small tensors."""
+"""Baseline losses of docs/method.md §3 against independent computations on small tensors."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Architectures (SPEC §6): shapes, parameter counts, torchvision naming, pretrained loading."""
+"""Architectures (docs/method.md §6): shapes, parameter counts, torchvision naming, pretrained loading."""
 
 from __future__ import annotations
 

@@ -7,11 +7,10 @@ import pytest
 
 from limitlab import noise
 from limitlab.errors import LimitlabError
-from limitlab.metrics import fano_information_lower_bound
+from limitlab.metrics import fano_information_lower_bound, noisy_label_entropy_bits
 from limitlab.noise import (
     corrupt_labels,
     load_transition,
-    noisy_label_entropy_bits,
     pair_cifar10_transition,
     pairflip_transition,
     parse_noise,

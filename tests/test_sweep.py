@@ -59,7 +59,7 @@ def test_cell_preset_is_8_betas_times_5_seeds():
 
 
 def test_mnist_group_preset_count_from_the_tables():
-    # settings per cell, from SPEC §3 and the reference code's grids
+    # settings per cell, from docs/method.md §3 and the reference code's grids
     per_cell = {"ce": 1, "ce-gn": 2 * 4, "mae": 1, "gce": 3, "fw": 1, "dmi": 4, "penalize": 4 * 5,
                 "limit-g": 8, "limit-l": 8, "limit-g +S": 8 * 4, "limit-l +S": 8 * 4, "limit-g+": 8, "limit-l+": 8}
     cells = 3 * 3  # n ∈ {1000, 10000, all} × p ∈ {0.5, 0.8, 0.89}

@@ -117,7 +117,7 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
         print(f"detect: predicting on {len(data.train)} training examples", file=sys.stderr, flush=True)
 
     def proba(model):
-        return predict(model, data, data.train, batch_size, runtime, proba=True).cpu().numpy()
+        return predict(model, data, data.train, batch_size=batch_size, runtime=runtime, proba=True).cpu().numpy()
 
     record = data.record
     return RunOutputs(config=config, data=data, index=np.asarray(record["train_index"]),

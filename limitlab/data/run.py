@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import torch
 
-from limitlab import noise
+from limitlab import metrics, noise
 from limitlab.data import load_dataset, split_train_val
 from limitlab.data.augment import random_crop_flip
 from limitlab.errors import LimitlabError
@@ -116,7 +116,7 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
         transition=transition,
     )
     common = dict(num_classes=data.num_classes, scale=1.0 / (255.0 * std), shift=mean / std,
-                  noisy_entropy_bits=noise.noisy_label_entropy_bits(transition, freq), record=record,
+                  noisy_entropy_bits=metrics.noisy_label_entropy_bits(transition, freq), record=record,
                   train_true=as_labels(train_true))
     if streamed:
         pick = lambda files, idx: [files[i] for i in idx]  # noqa: E731
