@@ -51,12 +51,12 @@ def limit_loss(
     logits: torch.Tensor,
     q_logits: torch.Tensor,
     targets: torch.Tensor,
+    *,
     q_dist: str = "gaussian",
     beta: float = 0.0,
     sample_lambda: float | None = None,
     train_classifier: bool = True,
     parts: dict | None = None,
-    *,
     reduction: str = "mean",
 ) -> torch.Tensor:
     """LIMIT's training loss for one batch.
@@ -127,10 +127,10 @@ class LIMIT(nn.Module):
         self,
         classifier: nn.Module,
         q_network: nn.Module,
+        *,
         q_dist: str = "gaussian",
         beta: float = 0.0,
         sample_lambda: float | None = None,
-        *,
         reduction: str = "mean",
     ):
         super().__init__()
@@ -151,7 +151,7 @@ class LIMIT(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_classifier):
             logits = self.classifier(x)
         loss = limit_loss(
-            logits, self.q_network(x), y, self.q_dist, self.beta, self.sample_lambda,
+            logits, self.q_network(x), y, q_dist=self.q_dist, beta=self.beta, sample_lambda=self.sample_lambda,
             train_classifier=self.train_classifier, parts=self.parts, reduction=self.reduction,
         )
         return loss, logits

@@ -69,7 +69,7 @@ def test_default_is_mean_bit_for_bit():
     grads = []
     for kw in ({}, {"reduction": "mean"}):
         f, q = logits.clone().requires_grad_(True), q_logits.clone().requires_grad_(True)
-        loss = limit_loss(f, q, y, "laplace", 10.0, **kw)
+        loss = limit_loss(f, q, y, q_dist="laplace", beta=10.0, **kw)
         loss.backward()
         grads.append((loss.detach(), f.grad, q.grad))
     for a, b in zip(*grads):
@@ -81,9 +81,9 @@ def test_limit_module_passes_reduction_through():
     clf, qnet = nn.Linear(4, K), nn.Linear(4, K)
     x, y = torch.randn(9, 4), torch.randint(0, K, (9,))
     loss, _ = LIMIT(clf, qnet, q_dist="gaussian", beta=1.0, reduction="sum")(x, y)
-    expected = limit_loss(clf(x), qnet(x), y, "gaussian", 1.0, reduction="sum")
+    expected = limit_loss(clf(x), qnet(x), y, q_dist="gaussian", beta=1.0, reduction="sum")
     torch.testing.assert_close(loss, expected)
-    assert loss.item() == pytest.approx(9 * limit_loss(clf(x), qnet(x), y, "gaussian", 1.0).item())
+    assert loss.item() == pytest.approx(9 * limit_loss(clf(x), qnet(x), y, q_dist="gaussian", beta=1.0).item())
 
 
 def test_unknown_reduction_is_refused():
