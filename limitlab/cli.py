@@ -193,7 +193,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     options = dict(item.split("=", 1) for item in args.launcher_option)
     statuses = run_sweep(args.preset, args.out, jobs=args.jobs, dry_run=args.dry_run, launcher=args.launcher,
-                         progress=not args.quiet, launcher_options=options or None)
+                         progress=not args.quiet, launcher_options=options or None, threads=args.threads)
     failed = [s for s in statuses if not s.ok]
     if failed and not args.dry_run:
         print(f"limitlab: {len(failed)} of {len(statuses)} runs did not complete: "
@@ -342,6 +342,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("preset", help="preset name or JSON grid file")
         p.add_argument("--out", required=True, help="sweep directory")
         p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+        p.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: cores / jobs)")
         p.add_argument("--dry-run", action="store_true", help="print the runs and their state; run nothing")
         p.add_argument("--launcher", default="local", choices=["local", "submitit"],
                        help="local processes, or submit through submitit (SLURM; pip install submitit)")
