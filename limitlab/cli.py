@@ -18,6 +18,11 @@ def _optional_int(text: str) -> int | None:
     return None if text.lower() in ("none", "off", "0") else int(text)
 
 
+def _train_size(text: str) -> int | None:
+    # "all" (or "none": no subset) means the whole training split; 0 is a size, refused by Config.validate
+    return None if text.lower() in ("none", "all") else int(text)
+
+
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "off") else float(text)
 
@@ -27,7 +32,8 @@ TRAIN_FLAGS = [
     ("--dataset", "dataset", str, "dataset name: digits (embedded, no download), mnist, fashion-mnist"),
     ("--data-dir", "data_dir", str, "folder holding <dataset>/ files (else $LIMITLAB_DATA, else ~/.cache/limitlab)"),
     ("--noise", "noise", str, "synthetic label noise: none, uniform:p, symmetric:p, pairflip:p, pair-cifar10:p, matrix:FILE"),
-    ("--train-size", "train_size", _optional_int, "use only the first N examples of the shuffled training split"),
+    ("--train-size", "train_size", _train_size,
+     "use only the first N examples of the shuffled training split ('all': every one)"),
     ("--val-fraction", "val_fraction", float, "share of the official training set held out for validation"),
     ("--model", "model", str, "architecture: cnn4 or mlp (default: cnn4 for 28×28 images, mlp otherwise)"),
     ("--method", "method", str, "training method: ce, limit-g, limit-l, ce-gn, mae, gce, fw, dmi, penalize"),
@@ -141,7 +147,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .detect import detect
 
     result = detect(args.run, score=args.score, top=args.top, out=args.out, batch_size=args.batch_size,
-                    progress=not args.quiet, device=args.device)
+                    progress=not args.quiet, device=args.device, data_dir=args.data_dir)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -254,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=["memorization"], help="which study")
     p.add_argument("--out", required=True, help="study directory (one run directory per method inside)")
     p.add_argument("--epochs", type=int, default=400, help="epochs per run (the paper: 400)")
-    p.add_argument("--train-size", type=_optional_int, default=None, help="training examples (default: all 48k)")
+    p.add_argument("--train-size", type=_train_size, default=None, help="training examples (default: all 48k)")
     p.add_argument("--dataset", default="mnist", help="dataset")
     p.add_argument("--data-dir", default=None, help="data folder (else $LIMITLAB_DATA, else ~/.cache/limitlab)")
     p.add_argument("--noise", default="uniform:0.8", help="label noise")
@@ -283,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="where to write the files (default: the run directory)")
     p.add_argument("--batch-size", type=int, default=256, help="batch size of the scoring pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--data-dir", default=None,
+                   help="where the run's data are now (default: the run's saved --data-dir if it still exists, "
+                        "else $LIMITLAB_DATA, else ~/.cache/limitlab)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_detect)
 

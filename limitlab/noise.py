@@ -194,6 +194,12 @@ def load_transition(path, num_classes: int) -> np.ndarray:
     """
     k = _check_num_classes(num_classes)
     path = Path(path)
+    try:
+        path.stat()
+    except ValueError:  # a NUL byte in the name
+        raise LimitlabError(f"transition matrix path {str(path)!r} is not a valid file name") from None
+    except OSError:
+        pass  # reported below
     if not path.exists():
         raise LimitlabError(f"transition matrix file '{path}' does not exist; give the path of a {k}x{k} .npy, .csv or .txt file")
     if not path.is_file():

@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config
+from .config import Config, check_field
 from .errors import LimitlabError
 
 CE_RUN = "@ce"            # a dependency: the CE run of the same cell and seed
@@ -274,6 +274,14 @@ def grid_from_dict(d: dict, where: str) -> Grid:
     for k, v in axes.items():
         if not isinstance(v, list) or not v:
             raise LimitlabError(f"{where}: axes.{k} must be a non-empty list of values, not {v!r}")
+    try:  # the value types, as Config.from_dict will check them when the runs are expanded
+        for k, v in base.items():
+            check_field(k, v)
+        for k, values in axes.items():
+            for v in values:
+                check_field(k, v)
+    except LimitlabError as e:
+        raise LimitlabError(f"{where}: {e}") from None
     both = sorted(set(base) & set(axes))
     if both:
         raise LimitlabError(f"{where}: {', '.join(both)} is both in base and in axes; keep it in one")
@@ -326,5 +334,5 @@ def load_grid(preset: str | Path | Preset) -> Preset:
                                 f"column {e.colno}") from None
         return preset_from_dict(d, path.stem, str(path))
     close = difflib.get_close_matches(text, PRESETS, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(close)}?" if close else "; list_presets() (limitlab sweep --list) names them all"
+    hint = f"; did you mean {' or '.join(close)}?" if close else "; `limitlab presets` (list_presets() in Python) names them all"
     raise LimitlabError(f"unknown preset {text!r}{hint} (a JSON grid file must end in .json)")
