@@ -338,7 +338,7 @@ def _one_sentence(error: LimitlabError) -> str:
     text = str(error)
     if text.startswith("Caught LimitlabError"):
         text = text.strip().splitlines()[-1].split("LimitlabError: ", 1)[-1]
-    return text
+    return " ".join(text.splitlines())  # one line, whatever a quoted value held
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,7 +64,7 @@ class Config:
         if not isinstance(d, dict):
             raise LimitlabError(f"a config must be a JSON object (field -> value), not {_json_type(d)}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(map(str, set(d) - known))
+        unknown = sorted(map(repr, set(d) - known))
         if unknown:
             raise LimitlabError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
         return cls(**{k: check_field(k, v) for k, v in d.items()})

@@ -262,7 +262,7 @@ def grid_from_dict(d: dict, where: str) -> Grid:
         raise LimitlabError(f"{where}: a grid must be a JSON object with base, axes, seeds and select")
     extra = sorted(set(d) - {"base", "axes", "seeds", "select", "description", "name"})
     if extra:
-        raise LimitlabError(f"{where}: unknown key(s) {', '.join(extra)}; a grid has base, axes, seeds and select")
+        raise LimitlabError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}; a grid has base, axes, seeds and select")
     base, axes = d.get("base", {}), d.get("axes", {})
     seeds, select = d.get("seeds", [0]), d.get("select", [])
     if not isinstance(base, dict) or not isinstance(axes, dict):
@@ -305,7 +305,7 @@ def preset_from_dict(d: dict, name: str, where: str | None = None) -> Preset:
     if "grids" in d:
         extra = sorted(set(d) - {"description", "grids", "name"})
         if extra:
-            raise LimitlabError(f"{where}: unknown key(s) {', '.join(extra)} beside \"grids\"")
+            raise LimitlabError(f"{where}: unknown key(s) {', '.join(map(repr, extra))} beside \"grids\"")
         if not isinstance(d["grids"], list) or not d["grids"]:
             raise LimitlabError(f"{where}: \"grids\" must be a non-empty list of grids")
         grids = [grid_from_dict(g, f"{where}, grid {i + 1}") for i, g in enumerate(d["grids"])]

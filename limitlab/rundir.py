@@ -86,6 +86,15 @@ def save_npz(path: Path, **arrays) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def read_json(path: Path):
+    """A JSON file limitlab wrote (summary.json, ...); LimitlabError when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not JSON, or not UTF-8
+        raise LimitlabError(f"cannot read {path} ({getattr(e, 'strerror', None) or e}); "
+                            "restore it or delete the run to train it again") from None
+
+
 def read_metrics(run: Path) -> list[dict]:
     """The rows of a run's metrics.jsonl, one dict per epoch ([] when there is none yet).
 

@@ -9,7 +9,6 @@ epoch) and ``memorization.png`` (training accuracy on the noisy labels and clean
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from . import report, rundir
@@ -39,7 +38,7 @@ def run_study(configs: dict[str, Config], out: str | Path, name: str, title: str
         run = out / key.replace(" ", "_")
         runs[key] = run
         if (run / rundir.SUMMARY).exists() and Config.load(run / rundir.CONFIG) == config:
-            summaries[key] = json.loads((run / rundir.SUMMARY).read_text())
+            summaries[key] = rundir.read_json(run / rundir.SUMMARY)
             continue
         resume = (run / rundir.CONFIG).exists() and Config.load(run / rundir.CONFIG) == config
         summaries[key] = train(config, run, resume=resume, overwrite=not resume, progress=progress)
