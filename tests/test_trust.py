@@ -434,6 +434,10 @@ def test_detect_finds_moved_data_with_data_dir_or_limitlab_data(tmp_path, monkey
                  "--out", str(run)]) == 0
     data.rename(tmp_path / "moved")
     monkeypatch.setenv("LIMITLAB_DATA", str(tmp_path / "nowhere"))
+    from limitlab.data import download
+
+    (tmp_path / "no-mirror").mkdir()  # no download either, with or without network
+    monkeypatch.setitem(download.BASE_URLS, "mnist", (tmp_path / "no-mirror").as_uri() + "/")
     _fails(capsys, ["detect", str(run), "--quiet", "--device", "cpu"], "--data-dir")
     assert main(["detect", str(run), "--quiet", "--device", "cpu", "--data-dir", str(tmp_path / "moved")]) == 0
     monkeypatch.setenv("LIMITLAB_DATA", str(tmp_path / "moved"))
