@@ -22,12 +22,21 @@ from .errors import LimitlabError
 
 CONFIG, METRICS, NOISY_LABELS, SUMMARY, LOCK = "config.json", "metrics.jsonl", "noisy_labels.npz", "summary.json", ".lock"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
-FW_TRANSITION = "fw_transition.csv"  # forward correction's T (train writes extras as NAME.csv)
+# A method's extra arrays (its ``prepare`` hook's ``extras``), saved as NAME.csv: fw's estimated T.
+EXTRAS = ("fw_transition",)
 LABEL_ERRORS, DETECTION, SUSPECTS = "label_errors.csv", "detection.json", "suspects.png"  # `limitlab detect`
 # Every file limitlab writes into a run directory (paths relative to it): --overwrite deletes a
 # folder only when it holds nothing else.
-RUN_FILES = (CONFIG, METRICS, NOISY_LABELS, SUMMARY, LOCK, LAST, BEST, FW_TRANSITION,
+RUN_FILES = (CONFIG, METRICS, NOISY_LABELS, SUMMARY, LOCK, LAST, BEST, *(f"{name}.csv" for name in EXTRAS),
              LABEL_ERRORS, DETECTION, SUSPECTS)
+
+
+def extra_file(run: Path, name: str) -> Path:
+    """Where a method's extra array ``name`` goes; it must be listed in EXTRAS, so that --overwrite
+    recognises the file as limitlab's."""
+    if name not in EXTRAS:
+        raise ValueError(f"extra array {name!r} is not in rundir.EXTRAS; add it there")
+    return Path(run) / f"{name}.csv"
 
 
 _UMASK = os.umask(0)
@@ -144,6 +153,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def lock_holder(run: Path) -> int | None:
+    """The pid of the live process (other than this one) that holds ``run``'s lock, else None."""
+    try:
+        pid = int((Path(run) / LOCK).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if pid and pid != os.getpid() and _pid_alive(pid):
+        return pid
+    return None
+
+
 class RunLock:
     """An exclusive lock file in the run directory, held while a process writes the run.
 
@@ -158,11 +178,8 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _pid_alive(pid):
+                pid = lock_holder(self.path.parent)
+                if pid:
                     raise LimitlabError(f"the run directory {self.path.parent} is in use by process {pid}; "
                                         "wait for it to finish or choose another --out") from None
                 self.path.unlink(missing_ok=True)  # stale lock of a dead process

@@ -18,8 +18,8 @@ from hypothesis import strategies as st  # noqa: E402
 from limitlab.config import Config  # noqa: E402
 from limitlab.errors import LimitlabError  # noqa: E402
 from limitlab.noise import NOISE_MODELS, parse_noise  # noqa: E402
-from limitlab.presets import load_grid, preset_from_dict  # noqa: E402
-from limitlab.sweep import expand  # noqa: E402
+from limitlab.experiments.presets import load_grid, preset_from_dict  # noqa: E402
+from limitlab.experiments.expand import expand  # noqa: E402
 
 FAST = settings(max_examples=int(os.environ.get("LIMITLAB_HYPOTHESIS_EXAMPLES", "200")), deadline=None)
 FIELDS = [f.name for f in dataclasses.fields(Config)]

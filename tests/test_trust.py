@@ -414,7 +414,7 @@ def test_detect_out_pointing_at_a_file(run_copy, tmp_path, capsys):
 
 
 def test_detect_data_dir_precedence(tmp_path, monkeypatch):
-    from limitlab.detect import _data_dir
+    from limitlab.analysis.detect import _data_dir
 
     saved = tmp_path / "saved"
     saved.mkdir()
@@ -447,7 +447,7 @@ def test_detect_finds_moved_data_with_data_dir_or_limitlab_data(tmp_path, monkey
 
 # ---------------------------------------------------------------------------------------------- small
 def test_unknown_preset_points_to_the_presets_command():
-    from limitlab.presets import load_grid
+    from limitlab.experiments.presets import load_grid
 
     with pytest.raises(LimitlabError, match="`limitlab presets`"):
         load_grid("zzzz-not-a-preset")
@@ -490,3 +490,11 @@ def test_config_load_of_deeply_nested_json(tmp_path):
     with pytest.raises(LimitlabError, match="c.json"):
         Config.load(tmp_path / "c.json")
 
+
+
+def test_overwrite_recognises_a_method_s_extra_files(run_copy, tmp_path, capsys):
+    out = tmp_path / "fw"
+    args = ["train", *TINY, "--method", "fw", "--init-from", str(run_copy), "--epochs", "1", "--out", str(out)]
+    assert main(args) == 0
+    assert (out / "fw_transition.csv").exists() and rundir.foreign_entries(out) == []
+    assert main([*args, "--overwrite"]) == 0, capsys.readouterr().err
