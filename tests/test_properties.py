@@ -15,7 +15,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from limitlab.config import Config  # noqa: E402
+from limitlab.config import Config, field_types  # noqa: E402
 from limitlab.errors import LimitlabError  # noqa: E402
 from limitlab.noise import NOISE_MODELS, parse_noise  # noqa: E402
 from limitlab.experiments.presets import load_grid, preset_from_dict  # noqa: E402
@@ -62,7 +62,7 @@ def test_any_config_dict_reads_or_is_one_sentence(d):
     config = _only_limitlab_errors(Config.from_dict, d)
     if config is not None:
         _only_limitlab_errors(config.validate)
-        for name, (types, optional) in __import__("limitlab.config", fromlist=["x"]).field_types().items():
+        for name, (types, optional) in field_types().items():
             value = getattr(config, name)
             assert (value is None and optional) or isinstance(value, types)
 
