@@ -172,7 +172,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .analysis.detect import detect
 
     result = detect(args.run, score=args.score, top=args.top, out=args.out, batch_size=args.batch_size,
-                    progress=not args.quiet, device=args.device)
+                    progress=not args.quiet, device=args.device, data_dir=args.data_dir)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -322,6 +322,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--out", default=None, help="where to write the files (default: the run directory)")
         p.add_argument("--batch-size", type=int, default=256, help="batch size of the scoring pass")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+        p.add_argument("--data-dir", default=None,
+                       help="where the run's data are now (default: the run's saved --data-dir if it still exists, "
+                            "else $LIMITLAB_DATA, else ~/.cache/limitlab)")
         p.add_argument("--quiet", action="store_true", help="no progress messages")
 
     p = sub.add_parser("presets", help="list the named presets (the paper's experiments), one line each")
@@ -371,7 +374,7 @@ def _one_sentence(error: LimitlabError) -> str:
     text = str(error)
     if text.startswith("Caught LimitlabError"):
         text = text.strip().splitlines()[-1].split("LimitlabError: ", 1)[-1]
-    return text
+    return " ".join(text.splitlines())  # one line, whatever a quoted value held
 
 
 def main(argv: list[str] | None = None) -> int:

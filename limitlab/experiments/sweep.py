@@ -73,7 +73,7 @@ def run_state(spec: RunSpec, out_dir: str | Path) -> tuple[str, str]:
         if (run / file).exists():
             try:
                 saved = json.loads((run / rundir.CONFIG).read_text())
-            except (OSError, json.JSONDecodeError) as e:
+            except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
                 return "conflict", f"its {rundir.CONFIG} cannot be read ({e}); remove {run} to start it again"
             differences = _config_differences(saved, wanted)
             if differences:
