@@ -43,9 +43,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # one command from a fresh checkout, installed or not
 
 from limitlab.config import Config  # noqa: E402
+from limitlab.data.run import RunData, Split  # noqa: E402
+from limitlab.methods import build_objective  # noqa: E402
 from limitlab.models import build_model  # noqa: E402
-from limitlab.objectives import build_objective  # noqa: E402
-from limitlab.train import RunData, Split, make_optimizer, start_runtime, train_one_epoch  # noqa: E402
+from limitlab.runtime import start_runtime  # noqa: E402
+from limitlab.train import make_optimizer, train_one_epoch  # noqa: E402
 
 # Sizes per mode. GPU: enough images for steady timings, divisible by the batch (no recompilation
 # for a smaller last batch). Smoke: the smallest that runs every code path on a CPU in seconds.
@@ -105,7 +107,7 @@ def resnet_variant(device, method: str, precision: str, channels_last: bool, com
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(seed)
     config = Config(method=method, beta=10.0)
-    objective = build_objective(method, lambda role: build_model(s["resnet"], shape, 10, role, stem="cifar"), config)
+    objective = build_objective(method, lambda role: build_model(s["resnet"], shape, 10, role=role, stem="cifar"), config)
     objective = objective.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     optimizer = make_optimizer(objective, config, device)
     step = torch.compile(objective) if compiled else objective
@@ -114,7 +116,8 @@ def resnet_variant(device, method: str, precision: str, channels_last: bool, com
     for epoch in range(1 + s["resnet_epochs"]):
         synchronize(device)
         t0 = time.perf_counter()
-        train_one_epoch(objective, optimizer, data, s["resnet_batch"], g, runtime, step)
+        train_one_epoch(objective, optimizer, data, batch_size=s["resnet_batch"], generator=g, runtime=runtime,
+                        step=step)
         synchronize(device)
         times.append(time.perf_counter() - t0)
     best = min(times[1:])
@@ -264,18 +267,19 @@ def share_worker(args) -> None:
     data = generated_data(args.images, (1, 28, 28), device, args.seed, (0.1307,), (0.3081,))
     torch.manual_seed(args.seed)
     config = Config(method="limit-l", beta=10.0)
-    objective = build_objective("limit-l", lambda role: build_model("cnn4", (1, 28, 28), 10, role), config)
+    objective = build_objective("limit-l", lambda role: build_model("cnn4", (1, 28, 28), 10, role=role), config)
     objective = objective.to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(objective, config, device)
     g = torch.Generator().manual_seed(args.seed)
-    train_one_epoch(objective, optimizer, data, args.batch_size, g, runtime)
+    train_one_epoch(objective, optimizer, data, batch_size=args.batch_size, generator=g, runtime=runtime)
     ready = Path(args.sync_dir)
     (ready / f"ready-{args.rank}").touch()
     while len(list(ready.glob("ready-*"))) < args.procs:
         time.sleep(0.01)
     images, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < args.seconds:
-        train_one_epoch(objective, optimizer, data, args.batch_size, g, runtime)  # ends with a sync
+        train_one_epoch(objective, optimizer, data, batch_size=args.batch_size, generator=g,
+                        runtime=runtime)  # ends with a sync
         images += args.images
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None

@@ -3,21 +3,33 @@
 The method itself, usable in any training loop, is :func:`limit_loss` / :class:`LIMIT`
 (``limitlab/limit.py``). Noise models are in :mod:`limitlab.noise`; the paper's protocol runs
 through :func:`train` with a :class:`Config`, or the ``limitlab`` command.
+
+Importing the package is cheap: each public name is imported on first use (so that, for example,
+``limitlab presets`` never loads torch).
 """
 
-from .limit import LIMIT, limit_loss
+from importlib import import_module
+from importlib import metadata as _metadata
 
-__version__ = "0.1.0"
-__all__ = ["LIMIT", "limit_loss", "Config", "train", "__version__"]
+try:
+    __version__ = _metadata.version("limitlab")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "LIMIT": "limit", "limit_loss": "limit",
+    "Config": "config",
+    "train": "train",
+}
+__all__ = [*_EXPORTS, "__version__"]
 
 
 def __getattr__(name):
-    # The loop and config import the data layer; keep ``import limitlab`` light for users who only
-    # want the objective in their own loop.
-    if name == "Config":
-        from .config import Config
-        return Config
-    if name == "train":
-        from .train import train
-        return train
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'limitlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -4,7 +4,11 @@ it, and ``Config.load(path)`` re-creates the run from that file alone."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,14 +17,16 @@ from .errors import LimitlabError
 
 @dataclass
 class Config:
-    # data (SPEC §5)
+    """Every setting of one run, with the paper protocol's defaults; saved as the run's ``config.json``."""
+
+    # data (docs/method.md §5)
     dataset: str = "digits"
     data_dir: str | None = None
-    noise: str = "none"             # a noise spec, see limitlab.noise.NOISE_MODELS
+    noise: str = "none"             # a noise spec (limitlab.noise.NOISE_MODELS), e.g. "uniform:0.8"
     train_size: int | None = None   # training subset size, taken before corruption
     val_fraction: float = 0.2       # seeded random share of the official training set
     clean_validation: bool = False  # default: validation labels carry the same noise
-    # model and method (SPEC §2, §6)
+    # model and method (docs/method.md §2, §6; options per method: limitlab.methods)
     model: str | None = None        # None: the dataset's default (cnn4 for 28×28, mlp otherwise)
     method: str = "limit-l"
     beta: float = 10.0              # LIMIT's predicted-gradient norm penalty
@@ -35,7 +41,7 @@ class Config:
     q_init_from: str | None = None  # LIMIT "+": the q-network starts from this CE run's best classifier
     dropout: float = 0.0
     weight_decay: float = 0.0
-    # optimisation and protocol (SPEC §7)
+    # optimisation and protocol (docs/method.md §7)
     lr: float = 1e-3
     batch_size: int = 256
     epochs: int = 400
@@ -57,21 +63,32 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
+        """A Config from its dict form (a JSON config file), every field's type checked."""
+        if not isinstance(d, dict):
+            raise LimitlabError(f"a config must be a JSON object (field -> value), not {_json_type(d)}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(map(repr, set(d) - known))
         if unknown:
             raise LimitlabError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
-        return cls(**d)
+        return cls(**{k: check_field(k, v) for k, v in d.items()})
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise LimitlabError(f"cannot read the run config {path}: {e}") from None
+            d = json.loads(Path(path).read_text())
+        except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, or not UTF-8
+            raise LimitlabError(f"cannot read the run config {path}: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            return cls.from_dict(d)
+        except LimitlabError as e:
+            raise LimitlabError(f"{path}: {e}") from None
 
     def validate(self) -> None:
         """Check the values that do not need the data; raises LimitlabError with one sentence."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise LimitlabError(f"--{f.name.replace('_', '-')} must be a finite number, not {value}")
         checks = [
             (0.0 < self.val_fraction < 1.0, f"--val-fraction must be in (0, 1), not {self.val_fraction}"),
             (self.train_size is None or self.train_size >= 2, f"--train-size must be at least 2, not {self.train_size}"),
@@ -80,10 +97,6 @@ class Config:
             (self.warmup >= 0, f"--warmup must be >= 0, not {self.warmup}"),
             (0.0 < self.gce_q <= 1.0, f"--gce-q must be in (0, 1], not {self.gce_q}"),
             (self.penalty_lambda >= 0 and self.penalty_beta >= 0, "--penalty-lambda and --penalty-beta must be >= 0"),
-            (self.method != "fw" or self.init_from or self.transition,
-             "--method fw needs --init-from CE_RUN_DIR (T is estimated from that model) or --transition FILE"),
-            (self.q_init_from is None or self.method in ("limit-g", "limit-l"),
-             f"--q-init-from is for limit-g and limit-l, not {self.method}"),
             (0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), not {self.dropout}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, not {self.weight_decay}"),
             (self.lr > 0, f"--lr must be > 0, not {self.lr}"),
@@ -100,3 +113,61 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise LimitlabError(message)
+        # the method exists, and every method option set is one it reads (limitlab.methods)
+        from .methods import option_problem
+
+        problem = option_problem(self)
+        if problem:
+            raise LimitlabError(problem)
+
+
+# --------------------------------------------------------------------------- field types
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+@functools.cache
+def field_types() -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Field name -> (accepted types, whether None is allowed), from Config's annotations."""
+    out = {}
+    for name, hint in typing.get_type_hints(Config).items():
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+            else (hint,)
+        out[name] = (tuple(a for a in args if a is not type(None)), type(None) in args)
+    return out
+
+
+def check_field(name: str, value):
+    """``value`` for Config field ``name`` if it has the field's type (an int is taken for a float
+    field, as JSON writes 1.0 as 1), else LimitlabError naming the field and the expected type."""
+    accepted, optional = field_types()[name]
+    if value is None and optional:
+        return value
+    for t in accepted:
+        if t is bool and isinstance(value, bool):
+            return value
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except OverflowError:  # an integer beyond any float
+                raise LimitlabError(f"config field {name!r} is too large: {_short(value)}") from None
+        if t is str and isinstance(value, str):
+            return value
+    expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in accepted) + (" or null" if optional else "")
+    given = "null" if value is None else f"{_json_type(value)} {_short(value)}"
+    raise LimitlabError(f"config field {name!r} must be {expected}, not {given}")
+
+
+def _json_type(value) -> str:
+    names = {type(None): "null", bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(value) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,10 +1,13 @@
-"""The paper's architectures (SPEC §6), built by name: ``build_model("cnn4", (1, 28, 28), 10)``;
+"""The architectures (docs/method.md §6), registered by name: ``build_model("cnn4", (1, 28, 28), 10)``;
 and :func:`fuse_for_eval`, the evaluation copy of a trained network with BatchNorm folded in."""
 
 from __future__ import annotations
 
 import copy
+import math
 import warnings
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from .errors import LimitlabError
+from .registry import Registry, decorator
 
 
 class WholeInputConv2d(nn.Conv2d):
@@ -266,54 +270,128 @@ def load_backbone(model: ResNet, src: dict[str, torch.Tensor]) -> None:
     model.load_state_dict(src, strict=False)
 
 
-MODELS = {
-    "cnn4": "the paper's 4-layer CNN for 28×28 images (MNIST, Fashion-MNIST)",
-    "mlp": "4 × [fc512 BN ReLU] → fc K (the memorization study; any input size)",
-    "linear": "one linear layer on the flattened image (multinomial logistic regression; no BatchNorm)",
-    "resnet18": "ResNet-18 (BasicBlocks [2,2,2,2]); CIFAR stem for images up to 64×64, ImageNet stem above",
-    "resnet34": "ResNet-34 (BasicBlocks [3,4,6,3]); CIFAR stem up to 64×64 (the paper's CIFAR net), ImageNet above",
-    "resnet50": "ResNet-50 (Bottlenecks [3,4,6,3], ImageNet stem, torchvision names; the paper's Clothing1M net)",
-}
+@dataclass(frozen=True)
+class ModelSpec:
+    """An architecture: ``build(input_shape, num_classes, *, role, dropout, head_bias, pretrained,
+    **options) -> nn.Module``; the module has ``forward_features(x)`` (z, the last layer's input)
+    and ``head`` (the last layer)."""
+
+    name: str
+    description: str
+    build: Callable[..., nn.Module]
 
 
-def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, role: str = "classifier",
-                dropout: float = 0.0, head_bias: bool = True, pretrained: bool = False,
-                stem: str | None = None, zero_init_residual: bool = False) -> nn.Module:
-    """Build architecture ``name`` for inputs of ``input_shape`` = (C, H, W).
+MODELS: Registry[ModelSpec] = Registry("model", "--model")
+register_model = decorator(MODELS, ModelSpec)
 
-    ``role`` is "classifier" or "q" (LIMIT's q-network; for cnn4 it has BN in fc128, SPEC §6;
-    for the ResNets it is the same architecture).
-    Every model has ``forward_features(x)`` (z, the last layer's input) and ``head`` (the last
-    layer); ``head_bias=False`` makes the last layer bias-free (the Penalize baseline).
-    ResNets: ``stem`` is None (resnet18/34: "cifar" if H, W ≤ 64 else "imagenet"; resnet50:
-    "imagenet"), "cifar" or "imagenet"; ``pretrained=True`` (resnet50 only) starts from
-    torchvision's ImageNet weights, all but the head (a warning and random weights when
-    torchvision is not installed); ``zero_init_residual`` zeroes each block's last BN weight.
-    """
+
+@register_model("cnn4", description="the paper's 4-layer CNN for 28×28 images (MNIST, Fashion-MNIST)")
+def _cnn4(input_shape, num_classes, *, role="classifier", dropout=0.0, head_bias=True, **_):
     c, h, w = input_shape
-    if name not in MODELS:
-        raise LimitlabError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    if pretrained and name != "resnet50":
-        raise LimitlabError(f"pretrained weights exist only for resnet50, not {name}; drop pretrained")
-    if name == "cnn4":
-        if (h, w) != (28, 28):
-            raise LimitlabError(f"model cnn4 needs 28×28 images but the data are {h}×{w}; use --model mlp")
-        return CNN4(c, num_classes, fc_batchnorm=(role == "q"), dropout=dropout, head_bias=head_bias)
-    if name == "mlp":
-        return MLP(c * h * w, num_classes, dropout=dropout, head_bias=head_bias)
-    if name == "linear":
-        return MLP(c * h * w, num_classes, depth=0, head_bias=head_bias)
-    if h < 8 or w < 8:
-        raise LimitlabError(f"model {name} needs images of at least 8×8 but the data are {h}×{w}; use --model mlp")
-    block, layers = _RESNETS[name]
-    pretrained_state = torchvision_resnet50_state() if pretrained else None  # fetch before building
-    if stem is None:
-        stem = "imagenet" if name == "resnet50" or h > 64 or w > 64 else "cifar"
-    model = ResNet(block, layers, c, num_classes, stem=stem, dropout=dropout, head_bias=head_bias,
-                   zero_init_residual=zero_init_residual)
-    if pretrained_state is not None:
-        load_backbone(model, pretrained_state)
-    return model
+    if (h, w) != (28, 28):
+        raise LimitlabError(f"model cnn4 needs 28×28 images but the data are {h}×{w}; use --model mlp")
+    # LIMIT's q-network has BatchNorm in fc128 (docs/method.md §6)
+    return CNN4(c, num_classes, fc_batchnorm=(role == "q"), dropout=dropout, head_bias=head_bias)
+
+
+@register_model("mlp", description="4 × [fc512 BN ReLU] → fc K (the memorization study; any input size)")
+def _mlp(input_shape, num_classes, *, dropout=0.0, head_bias=True, **_):
+    return MLP(math.prod(input_shape), num_classes, dropout=dropout, head_bias=head_bias)
+
+
+@register_model("linear", description="one linear layer on the flattened input (multinomial logistic regression; "
+                                      "no BatchNorm)")
+def _linear(input_shape, num_classes, *, head_bias=True, **_):
+    return MLP(math.prod(input_shape), num_classes, depth=0, head_bias=head_bias)
+
+
+def _resnet(name: str):
+    def build(input_shape, num_classes, *, dropout=0.0, head_bias=True, pretrained=False, stem=None,
+              zero_init_residual=False, **_):
+        if len(input_shape) != 3:
+            raise LimitlabError(f"model {name} needs images [C, H, W], but the inputs have shape "
+                                f"{tuple(input_shape)}; use --model mlp")
+        c, h, w = input_shape
+        if h < 8 or w < 8:
+            raise LimitlabError(f"model {name} needs images of at least 8×8 but the data are {h}×{w}; use --model mlp")
+        block, layers = _RESNETS[name]
+        pretrained_state = torchvision_resnet50_state() if pretrained else None  # fetch before building
+        if stem is None:
+            stem = "imagenet" if name == "resnet50" or h > 64 or w > 64 else "cifar"
+        model = ResNet(block, layers, c, num_classes, stem=stem, dropout=dropout, head_bias=head_bias,
+                       zero_init_residual=zero_init_residual)
+        if pretrained_state is not None:
+            load_backbone(model, pretrained_state)
+        return model
+    return build
+
+
+for _name, _text in (
+        ("resnet18", "ResNet-18 (BasicBlocks [2,2,2,2]); CIFAR stem for images up to 64×64, ImageNet stem above"),
+        ("resnet34", "ResNet-34 (BasicBlocks [3,4,6,3]); CIFAR stem up to 64×64 (the paper's CIFAR net), "
+                     "ImageNet above"),
+        ("resnet50", "ResNet-50 (Bottlenecks [3,4,6,3], ImageNet stem, torchvision names; the paper's "
+                     "Clothing1M net)")):
+    register_model(_name, description=_text)(_resnet(_name))
+
+PRETRAINED = ("resnet50",)  # architectures with ImageNet weights (through the optional torchvision)
+
+
+def default_model(input_shape: tuple[int, ...]) -> str:
+    """The architecture a dataset gets when ``--model`` is not given: cnn4 for 28×28 images, a ResNet
+    for colour images of 32×32 and more (ResNet-34 up to 64×64, else ResNet-50), mlp otherwise."""
+    if len(input_shape) != 3:
+        return "mlp"
+    c, h, w = input_shape
+    if (h, w) == (28, 28):
+        return "cnn4"
+    if h >= 32 and c == 3:
+        return "resnet34" if h <= 64 else "resnet50"
+    return "mlp"
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, role: str = "classifier",
+                dropout: float = 0.0, head_bias: bool = True, pretrained: bool = False, **options) -> nn.Module:
+    """Build the registered architecture ``name`` for inputs of ``input_shape`` (e.g. (C, H, W)).
+
+    Parameters
+    ----------
+    name : str
+        A name in :data:`MODELS`.
+    input_shape : tuple of int
+        The shape of one input, e.g. ``(1, 28, 28)``.
+    num_classes : int
+        K, the number of outputs.
+    role : {"classifier", "q"}
+        LIMIT's q-network may differ from the classifier (cnn4: BatchNorm in fc128, docs/method.md §6).
+    dropout : float
+        Dropout rate in the hidden layers.
+    head_bias : bool
+        False makes the last layer bias-free (the Penalize baseline).
+    pretrained : bool
+        Start from ImageNet weights (resnet50 only; a warning and random weights without torchvision).
+    **options
+        Passed to the builder, e.g. ``stem="cifar"|"imagenet"`` and ``zero_init_residual`` for ResNets.
+
+    Returns
+    -------
+    nn.Module
+        With ``forward_features(x)`` (z, the last layer's input) and ``head`` (the last layer).
+    """
+    spec = MODELS.get(name)
+    if pretrained and name not in PRETRAINED:
+        raise LimitlabError(f"pretrained weights exist only for {', '.join(PRETRAINED)}, not {name}; drop pretrained")
+    return spec.build(tuple(input_shape), num_classes, role=role, dropout=dropout, head_bias=head_bias,
+                      pretrained=pretrained, **options)
+
+
+def load_weights(module: torch.nn.Module, state: dict, source: str) -> None:
+    """``module.load_state_dict(state)``, with a mismatch reported as one sentence naming ``source``."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise LimitlabError(f"{source}: its weights do not fit this run's model ({first})") from None
 
 
 def _fuse_pair(layer: nn.Module, bn: nn.Module) -> nn.Module | None:
@@ -338,10 +416,14 @@ def fuse_for_eval(model: nn.Module) -> nn.Module:
     has none). A BatchNorm elsewhere is kept and still evaluated correctly. The copy is in eval
     mode without gradients; ``model`` (and its ``training`` flag) is left untouched.
 
-    Args:
-        model: a trained network.
+    Parameters
+    ----------
+    model : nn.Module
+        A trained network.
 
-    Returns:
+    Returns
+    -------
+    nn.Module
         The fused copy, on ``model``'s device, in the memory format of ``model``'s weights.
     """
     fused = copy.deepcopy(model).eval()

@@ -1,4 +1,5 @@
-"""Label-noise models (SPEC section 4) and the label-noise information bound (SPEC section 8).
+"""Label-noise models (docs/method.md §4), registered by name: transition matrices, seeded corruption
+and realised rates.
 
 A noise model is a K x K row-stochastic transition matrix ``T[true, observed]``: a training label
 ``y`` is replaced by a draw from row ``T[y]``. Everything here is NumPy arrays in, arrays out.
@@ -15,20 +16,15 @@ Every user mistake raises :class:`limitlab.errors.LimitlabError` with a one-sent
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .errors import LimitlabError
+from .registry import Registry
 
-NOISE_MODELS: dict[str, str] = {
-    "none": "clean labels (identity transition matrix)",
-    "uniform": "uniform:p - paper convention, label moves to one of the other K-1 classes with total probability p",
-    "symmetric": "symmetric:p - DivideMix convention, label redrawn uniformly over all K classes with probability p (real rate p(K-1)/K)",
-    "pairflip": "pairflip:p - class i becomes class (i+1) mod K with probability p",
-    "pair-cifar10": "pair-cifar10:p - CIFAR-10 pairs truck->automobile, bird->airplane, deer->horse, cat->dog with probability p",
-    "matrix": "matrix:FILE - a K x K row-stochastic matrix from a .npy, .csv or whitespace-separated .txt file",
-}
 
 # CIFAR-10 class indices: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog, 7 horse, 9 truck.
 _CIFAR10_PAIRS = {9: 1, 2: 0, 4: 7, 3: 5}
@@ -56,7 +52,7 @@ def _check_rate(p: float, name: str = "noise rate") -> float:
     return p
 
 
-def _check_transition(transition, num_classes: int | None = None, where: str = "") -> np.ndarray:
+def check_transition(transition, num_classes: int | None = None, where: str = "") -> np.ndarray:
     """Return ``transition`` as a float64 K x K array, or raise if it is not row-stochastic."""
     src = f" in {where}" if where else ""
     t = np.asarray(transition)
@@ -194,12 +190,18 @@ def load_transition(path, num_classes: int) -> np.ndarray:
     """
     k = _check_num_classes(num_classes)
     path = Path(path)
+    try:
+        path.stat()
+    except ValueError:  # a NUL byte in the name
+        raise LimitlabError(f"transition matrix path {str(path)!r} is not a valid file name") from None
+    except OSError:
+        pass  # reported below
     if not path.exists():
-        raise LimitlabError(f"transition matrix file '{path}' does not exist; give the path of a {k}x{k} .npy, .csv or .txt file")
+        raise LimitlabError(f"transition matrix file {str(path)!r} does not exist; give the path of a {k}x{k} .npy, .csv or .txt file")
     if not path.is_file():
-        raise LimitlabError(f"transition matrix path '{path}' is not a file; give the path of a {k}x{k} .npy, .csv or .txt file")
+        raise LimitlabError(f"transition matrix path {str(path)!r} is not a file; give the path of a {k}x{k} .npy, .csv or .txt file")
     if path.stat().st_size == 0:
-        raise LimitlabError(f"transition matrix file '{path}' is empty; it must hold a {k}x{k} matrix")
+        raise LimitlabError(f"transition matrix file {str(path)!r} is empty; it must hold a {k}x{k} matrix")
     is_npy = path.suffix.lower() == ".npy"
     try:
         if is_npy:
@@ -213,16 +215,71 @@ def load_transition(path, num_classes: int) -> np.ndarray:
         reason = "not a valid .npy array file" if is_npy else (str(exc).splitlines() or [type(exc).__name__])[0]
         reason = reason.split("; use `usecols`")[0].rstrip(".")
         raise LimitlabError(
-            f"could not read transition matrix file '{path}' ({reason}); write it with numpy.save or as comma/whitespace-separated numbers"
+            f"could not read transition matrix file {str(path)!r} ({reason}); write it with numpy.save or as comma/whitespace-separated numbers"
         ) from None
-    return _check_transition(data, k, where=f"'{path}'")
+    return check_transition(data, k, where=f"{str(path)!r}")
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """A noise model: ``build(num_classes, argument) -> T`` (K × K, row-stochastic). ``argument`` says
+    what follows the colon of the spec: ``"p"`` (a rate in [0, 1], passed as a float), ``"FILE"``
+    (passed as text) or None (no argument)."""
+
+    name: str
+    description: str
+    build: Callable[[int, object], np.ndarray]
+    argument: str | None = "p"
+
+
+NOISE_MODELS: Registry[NoiseSpec] = Registry("noise model", "--noise")
+for _spec in (
+    NoiseSpec("none", "clean labels (identity transition matrix)", lambda k, _: np.eye(k), argument=None),
+    NoiseSpec("uniform", "paper convention: the label moves to one of the other K-1 classes with total "
+                         "probability p", uniform_transition),
+    NoiseSpec("symmetric", "DivideMix convention: the label is redrawn uniformly over all K classes with "
+                           "probability p (real rate p(K-1)/K)", symmetric_transition),
+    NoiseSpec("pairflip", "class i becomes class (i+1) mod K with probability p", pairflip_transition),
+    NoiseSpec("pair-cifar10", "CIFAR-10 pairs truck->automobile, bird->airplane, deer->horse, cat->dog with "
+                              "probability p", lambda k, p: pair_cifar10_transition(p, k)),
+    NoiseSpec("matrix", "a K x K row-stochastic matrix from a .npy, .csv or whitespace-separated .txt file",
+              lambda k, path: load_transition(path, k), argument="FILE"),
+):
+    NOISE_MODELS.add(_spec)
+
+
+def noise_specs_text() -> str:
+    """``none, uniform:p, …, matrix:FILE``: the spec forms, for help texts."""
+    return ", ".join(s.name + (f":{s.argument}" if s.argument else "") for s in NOISE_MODELS.specs())
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``'uniform:0.8'`` → ``('uniform', '0.8')``; ``'none'`` → ``('none', None)``. The one place a
+    noise spec is taken apart (names are case-insensitive, spaces around parts ignored)."""
+    name, sep, arg = str(spec).strip().partition(":")
+    return name.strip().lower(), (arg.strip() if sep else None)
+
+
+def noise_rate(spec: str) -> float | None:
+    """The rate p of a spec such as ``'uniform:0.8'`` (0 for ``none``), or None when the spec has no
+    rate (``matrix:FILE``) or it is not a number."""
+    name, arg = split_spec(spec)
+    if name == "none":
+        return 0.0
+    spec_ = NOISE_MODELS.get(name) if name in NOISE_MODELS else None
+    if spec_ is None or spec_.argument != "p":
+        return None
+    try:
+        return float(arg)
+    except (TypeError, ValueError):
+        return None
 
 
 def parse_noise(spec: str, num_classes: int) -> np.ndarray:
     """Build the transition matrix for a noise spec such as ``'uniform:0.8'``.
 
-    Specs: ``none``, ``uniform:p``, ``symmetric:p``, ``pairflip:p``, ``pair-cifar10:p``,
-    ``matrix:FILE`` (see :data:`NOISE_MODELS`); p must be a number in [0, 1].
+    Specs: ``NAME`` or ``NAME:ARG`` with NAME in :data:`NOISE_MODELS`: ``none``, ``uniform:p``,
+    ``symmetric:p``, ``pairflip:p``, ``pair-cifar10:p``, ``matrix:FILE``; p must be in [0, 1].
 
     Parameters
     ----------
@@ -237,29 +294,27 @@ def parse_noise(spec: str, num_classes: int) -> np.ndarray:
         Row-stochastic matrix ``T[true, observed]`` (the identity for ``none``).
     """
     k = _check_num_classes(num_classes)
-    name, sep, arg = str(spec).strip().partition(":")
-    name, arg = name.strip().lower(), arg.strip()
+    name, arg = split_spec(spec)
     if name not in NOISE_MODELS:
-        raise LimitlabError(f"unknown noise model '{name}' in '{spec}'; known models: {', '.join(NOISE_MODELS)}")
-    if name == "none":
-        if sep:
-            raise LimitlabError(f"noise model 'none' takes no argument, got '{spec}'; write just 'none'")
-        return np.eye(k)
+        raise LimitlabError(f"unknown noise model {name!r} in {spec!r}; known models: {noise_specs_text()}")
+    entry = NOISE_MODELS.get(name)
+    if entry.argument is None:
+        if arg is not None:
+            raise LimitlabError(f"noise model '{name}' takes no argument, got {spec!r}; write just '{name}'")
+        return entry.build(k, None)
     if not arg:
-        example = "matrix:T.npy" if name == "matrix" else f"{name}:0.4"
-        what = "a file name" if name == "matrix" else "a rate p in [0, 1]"
-        raise LimitlabError(f"noise spec '{spec}' is missing {what}; write it like '{example}'")
-    if name == "matrix":
-        return load_transition(arg, k)
+        example = f"{name}:T.npy" if entry.argument == "FILE" else f"{name}:0.4"
+        what = "a file name" if entry.argument == "FILE" else "a rate p in [0, 1]"
+        raise LimitlabError(f"noise spec {spec!r} is missing {what}; write it like '{example}'")
+    if entry.argument != "p":
+        return entry.build(k, arg)
     try:
         p = float(arg)
     except ValueError:
-        raise LimitlabError(f"noise rate '{arg}' in '{spec}' is not a number; give a value in [0, 1], e.g. '{name}:0.4'") from None
+        raise LimitlabError(f"noise rate {arg!r} in {spec!r} is not a number; give a value in [0, 1], e.g. '{name}:0.4'") from None
     if not 0.0 <= p <= 1.0:
-        raise LimitlabError(f"noise rate {arg} in '{spec}' is outside [0, 1]")
-    if name == "pair-cifar10":
-        return pair_cifar10_transition(p, k)
-    return {"uniform": uniform_transition, "symmetric": symmetric_transition, "pairflip": pairflip_transition}[name](k, p)
+        raise LimitlabError(f"noise rate {arg} in {spec!r} is outside [0, 1]")
+    return entry.build(k, p)
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,7 +342,7 @@ def corrupt_labels(labels: np.ndarray, transition: np.ndarray, seed: int) -> np.
     noisy_labels : np.ndarray of int64, same shape as ``labels``
         The corrupted labels. ``noisy_labels != labels`` is the corruption mask.
     """
-    t = _check_transition(transition)
+    t = check_transition(transition)
     k = t.shape[0]
     y = np.asarray(labels)
     if y.dtype.kind not in "iu":
@@ -329,42 +384,3 @@ def realised_rate(true_labels: np.ndarray, noisy_labels: np.ndarray) -> float:
     if a.size == 0:
         raise LimitlabError("cannot compute a noise rate from zero labels; check that the data split is not empty")
     return float(np.mean(a != b))
-
-
-# --------------------------------------------------------------------------------------------
-# Information bound (SPEC section 8)
-# --------------------------------------------------------------------------------------------
-
-def _entropy_bits(probs: np.ndarray) -> np.ndarray:
-    """Entropy in bits along the last axis, with 0 log 0 = 0."""
-    probs = np.asarray(probs, dtype=np.float64)
-    terms = np.where(probs > 0, -probs * np.log2(np.where(probs > 0, probs, 1.0)), 0.0)
-    return terms.sum(axis=-1)
-
-
-def noisy_label_entropy_bits(transition: np.ndarray, class_frequencies: np.ndarray) -> float:
-    """``H(noisy label | x)`` in bits, assuming the true label is a function of ``x``.
-
-    Equals ``sum_y pi_y * H(T[y, :])``. For uniform noise p=0.8, K=10 with any class frequencies
-    this is 3.258 bits.
-
-    Parameters
-    ----------
-    transition : np.ndarray, shape (K, K)
-        Row-stochastic matrix ``T[true, observed]``.
-    class_frequencies : np.ndarray, shape (K,)
-        Frequencies ``pi_y`` of the true classes; non-negative, normalised here (counts are fine).
-
-    Returns
-    -------
-    entropy : float
-        Bits per example, in [0, log2 K].
-    """
-    t = _check_transition(transition)
-    pi = np.asarray(class_frequencies, dtype=np.float64)
-    if pi.shape != (t.shape[0],):
-        raise LimitlabError(f"class frequencies have shape {pi.shape} but must have one entry per class, shape ({t.shape[0]},)")
-    if not np.all(np.isfinite(pi)) or np.any(pi < 0) or pi.sum() <= 0:
-        raise LimitlabError("class frequencies must be finite, non-negative and not all zero")
-    return float(pi @ _entropy_bits(t) / pi.sum())
-

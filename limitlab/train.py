@@ -1,6 +1,7 @@
-"""The training loop: data on the device, one objective, early stopping on noisy validation,
-checkpoints every epoch, resume, the per-epoch measurements of SPEC §8, and the GPU fast path
-(bf16 autocast, channels_last, optional torch.compile, DDP under torchrun).
+"""The training loop: one objective on a run's device data, one epoch at a time, the per-epoch
+measurements (docs/method.md §8), early stopping on noisy validation, checkpoints every epoch,
+resume, and the GPU fast path (bf16 autocast, channels_last, optional torch.compile, DDP under
+torchrun; see :mod:`limitlab.runtime`).
 
 Library use::
 
@@ -13,239 +14,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
-from . import losses, metrics, noise, rundir
+from . import metrics, rundir
 from .config import Config
-from .data import load_dataset, split_train_val
-from .data.augment import random_crop_flip
+from .data.run import RunData, Split, prepare_data
 from .errors import LimitlabError
-from .models import build_model, fuse_for_eval
-from .objectives import METHODS, Objective, build_objective
-
-
-# --------------------------------------------------------------------------- devices and processes
-@dataclass
-class Runtime:
-    """Where this process runs: its device, and its rank among ``world`` DDP processes."""
-
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-    precision: str = "fp32"  # "bf16": autocast on CUDA
-    distributed: bool = False  # started by torchrun: DDP and collectives, even for one process (a smoke test)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def sum(self, t: torch.Tensor) -> torch.Tensor:
-        """Sum over processes (identity without DDP)."""
-        if self.distributed:
-            dist.all_reduce(t)
-        return t
-
-    def gather_strided(self, local: torch.Tensor, n: int) -> torch.Tensor:
-        """Reassemble an [N] result computed as shards ``rank::world`` on each process."""
-        if not self.distributed:
-            return local
-        size = math.ceil(n / self.world)
-        padded = torch.zeros(size, dtype=local.dtype, device=local.device)
-        padded[:len(local)] = local
-        parts = [torch.empty_like(padded) for _ in range(self.world)]
-        dist.all_gather(parts, padded)
-        return torch.stack(parts, 1).reshape(-1)[:n]
-
-    def barrier(self):
-        if self.distributed:
-            dist.barrier()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise LimitlabError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise LimitlabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return device
-
-
-def start_runtime(config: Config) -> Runtime:
-    """One process, or one of WORLD_SIZE processes started by torchrun (DDP: NCCL on GPUs, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    distributed = world > 1 or dist.is_torchelastic_launched()
-    device = resolve_device(config.device)
-    if distributed:
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    precision = config.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    rank = dist.get_rank() if distributed else 0
-    return Runtime(device, rank, world, precision, distributed)
-
-
-# --------------------------------------------------------------------------- data
-def default_model(input_shape: tuple[int, ...]) -> str:
-    h, w = input_shape[1:]
-    if (h, w) == (28, 28):
-        return "cnn4"
-    if h >= 32 and input_shape[0] == 3:
-        return "resnet34" if h <= 64 else "resnet50"
-    return "mlp"
-
-
-@dataclass
-class Split:
-    """One split on the training device: the labels it is scored against, and its images, either
-    uint8 [N, C, H, W] in device memory or a list of image files read by a streaming loader."""
-
-    labels: torch.Tensor
-    images: torch.Tensor | None = None
-    files: list[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class RunData:
-    """A run's data (SPEC §5): training labels are the noisy ones, the only labels training sees."""
-
-    train: Split
-    train_true: torch.Tensor     # true labels of the training examples (= given labels for real noise)
-    val: Split
-    test: Split | None
-    num_classes: int
-    input_shape: tuple[int, ...]
-    scale: torch.Tensor          # x_float = x_uint8 * scale - shift, per channel (normalisation folded in)
-    shift: torch.Tensor
-    noisy_entropy_bits: float    # H(ỹ|x) of the training labels, for the information bound
-    record: dict                 # what noisy_labels.npz stores
-    augmentation: str | None = None
-    file_options: dict | None = None  # root, resize, image_size, workers for streamed splits
-
-    def to_input(self, images: torch.Tensor) -> torch.Tensor:
-        # channels_last: measured ~20% faster for cnn4 on CPU too; a no-op layout for the MLP.
-        return images.float().mul_(self.scale).sub_(self.shift).contiguous(memory_format=torch.channels_last)
-
-    def batches(self, split: Split, order: torch.Tensor, batch_size: int, train: bool = False,
-                generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (normalised inputs on the device, their indices into ``split``) over ``order``.
-
-        In-memory splits are index slices, with crop/flip done batch-wise on the device for
-        training when the dataset asks for it; file splits stream through a DataLoader.
-        """
-        if split.images is not None:
-            # a pass over the whole split in order (evaluation) takes slices: views, not gathered copies
-            in_order = not train and len(order) == len(split) and bool(
-                (order == torch.arange(len(order), device=order.device)).all())
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
-                images = split.images[start:start + batch_size] if in_order else split.images[idx]
-                if train and self.augmentation == "crop-flip":
-                    images = random_crop_flip(images, padding=4, generator=generator)
-                yield self.to_input(images), idx
-            return
-        from torch.utils.data import DataLoader, Subset
-
-        from .data.files import ImageFiles
-
-        opts = self.file_options
-        dataset = ImageFiles(opts["root"], split.files, split.labels.cpu().numpy(), train=train,
-                             resize=opts["resize"], image_size=opts["image_size"])
-        loader = DataLoader(Subset(dataset, order.cpu().tolist()), batch_size=batch_size, shuffle=False,
-                            num_workers=opts["workers"], pin_memory=self.scale.is_cuda,
-                            persistent_workers=False)
-        device = self.scale.device
-        for images, _, idx in loader:
-            yield self.to_input(images.to(device, non_blocking=True)), idx.to(device, non_blocking=True)
-
-
-def prepare_data(config: Config, device: torch.device) -> RunData:
-    """Load, split (seeded 80/20 + optional subset), corrupt, and move the data to ``device``."""
-    data = load_dataset(config.dataset, config.data_dir)
-    transition = noise.parse_noise(config.noise, data.num_classes)
-    as_labels = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.int64, device=device)  # noqa: E731
-    mean = torch.tensor(data.mean, dtype=torch.float32, device=device).view(-1, 1, 1)
-    std = torch.tensor(data.std, dtype=torch.float32, device=device).view(-1, 1, 1)
-    streamed = hasattr(data, "train_files")
-    given = np.asarray(data.train_labels) if streamed else data.train_labels.numpy()
-    # A dataset with its own validation set (Clothing1M's clean_val) keeps it; others split 80/20.
-    own_val = streamed and data.val_files is not None
-    if own_val:
-        train_idx, val_idx = _subset(len(given), config)
-    else:
-        train_idx, val_idx = split_train_val(len(given), config.val_fraction, config.seed, config.train_size)
-    # One draw per official training example, so an example's noisy label depends only on the seed.
-    noisy_all = noise.corrupt_labels(given, transition, config.seed)
-    train_true, train_noisy = given[train_idx], noisy_all[train_idx]
-    if own_val:
-        val_true = np.asarray(data.val_labels)
-        val_labels = val_true
-    else:
-        val_true = given[val_idx]
-        val_labels = val_true if config.clean_validation else noisy_all[val_idx]
-    freq = np.bincount(train_true, minlength=data.num_classes) / len(train_true)
-    record = dict(
-        train_index=train_idx, train_noisy=train_noisy, train_true=train_true,
-        train_corrupted=train_noisy != train_true, train_rate=noise.realised_rate(train_true, train_noisy),
-        val_index=val_idx, val_labels=val_labels, val_true=val_true,
-        val_corrupted=val_labels != val_true, val_rate=noise.realised_rate(val_true, val_labels),
-        transition=transition,
-    )
-    common = dict(num_classes=data.num_classes, scale=1.0 / (255.0 * std), shift=mean / std,
-                  noisy_entropy_bits=noise.noisy_label_entropy_bits(transition, freq), record=record,
-                  train_true=as_labels(train_true))
-    if streamed:
-        pick = lambda files, idx: [files[i] for i in idx]  # noqa: E731
-        size = config.image_size or data.image_size
-        resize = round(size * data.resize / data.image_size)  # keep the dataset's resize/crop ratio (256/224)
-        val_files = data.val_files if own_val else pick(data.train_files, val_idx)
-        test = None if data.test_files is None else Split(as_labels(data.test_labels), files=list(data.test_files))
-        return RunData(train=Split(as_labels(train_noisy), files=pick(data.train_files, train_idx)),
-                       val=Split(as_labels(val_labels), files=list(val_files)), test=test,
-                       input_shape=(3, size, size),
-                       file_options=dict(root=data.root, resize=resize, image_size=size, workers=config.workers),
-                       **common)
-    images = data.train_images
-    return RunData(train=Split(as_labels(train_noisy), images[train_idx].to(device)),
-                   val=Split(as_labels(val_labels), images[val_idx].to(device)),
-                   test=Split(as_labels(data.test_labels), data.test_images.to(device)),
-                   input_shape=tuple(images.shape[1:]), augmentation=data.augmentation, **common)
-
-
-def _subset(n: int, config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Training indices when the dataset brings its own validation set: all, or a seeded subset."""
-    order = np.random.default_rng(config.seed).permutation(n)
-    if config.train_size is not None:
-        if config.train_size > n:
-            raise LimitlabError(f"--train-size {config.train_size} is larger than the {n} training examples")
-        order = order[:config.train_size]
-    return np.sort(order).astype(np.int64), np.zeros(0, dtype=np.int64)
+from .methods import METHODS, build_objective
+from .models import build_model, default_model, fuse_for_eval, load_weights
+from .objectives import Objective
+from .runtime import Runtime, start_runtime
 
 
 # --------------------------------------------------------------------------- objective
@@ -255,13 +38,18 @@ def load_classifier_weights(run: str | Path, config: Config, data: RunData, flag
     path = Path(run) / rundir.BEST
     if not path.exists():
         raise LimitlabError(f"{flag} {run}: no {rundir.BEST} there; point it at a finished CE run directory")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    source = Config.from_dict(ckpt["config"])
+    ckpt = rundir.load_checkpoint(path, keys=("config", "classifier"))
+    try:
+        source = Config.from_dict(ckpt["config"])
+    except LimitlabError as e:
+        raise LimitlabError(f"{flag} {run}: the config in {path} is not valid ({e})") from None
     ours, theirs = config.model or default_model(data.input_shape), source.model or default_model(data.input_shape)
     if (source.dataset, theirs) != (config.dataset, ours):
         raise LimitlabError(f"{flag} {run} was trained on {source.dataset} with {theirs}, but this run uses "
                             f"{config.dataset} with {ours}; they must match")
-    head = [v for k, v in ckpt["classifier"].items() if k == "head.weight"]
+    if not isinstance(ckpt["classifier"], dict):
+        raise LimitlabError(f"{flag} {run}: {path} holds no classifier weights; point it at a finished CE run directory")
+    head = [v for k, v in ckpt["classifier"].items() if k == "head.weight" and isinstance(v, torch.Tensor)]
     if head and head[0].shape[0] != data.num_classes:
         raise LimitlabError(f"{flag} {run} has {head[0].shape[0]} classes but this run has {data.num_classes}")
     return ckpt["classifier"]
@@ -270,32 +58,29 @@ def load_classifier_weights(run: str | Path, config: Config, data: RunData, flag
 def build_run_objective(config: Config, data: RunData, runtime: Runtime | None = None,
                         ) -> tuple[Objective, dict[str, np.ndarray]]:
     """The run's objective with its networks initialised (``--init-from``, ``--q-init-from``), and
-    the extra arrays to save in the run directory (FW's transition matrix)."""
+    the extra arrays to save in the run directory (e.g. FW's transition matrix)."""
     runtime = runtime or Runtime(data.scale.device)
+    spec = METHODS.get(config.method)
     model_name = config.model or default_model(data.input_shape)
+    device = data.scale.device
 
     def make_model(role, head_bias=True):
-        return build_model(model_name, data.input_shape, data.num_classes, role, config.dropout, head_bias,
-                           pretrained=config.pretrained)
+        return build_model(model_name, data.input_shape, data.num_classes, role=role, dropout=config.dropout,
+                           head_bias=head_bias, pretrained=config.pretrained)
+
+    def predict_proba(model):
+        model = fuse_for_eval(model.to(device, memory_format=torch.channels_last))
+        return predict(model, data, data.train, batch_size=config.eval_batch_size, runtime=runtime, proba=True).cpu().numpy()
 
     init = config.init_from and load_classifier_weights(config.init_from, config, data, "--init-from")
-    extras, context = {}, {}
-    if config.method == "fw":
-        if config.transition:
-            t = noise.load_transition(config.transition, data.num_classes)
-        else:  # Patrini et al.: estimate T from the CE model's softmax on the training set
-            ce_model = make_model("classifier").to(data.scale.device, memory_format=torch.channels_last)
-            ce_model.load_state_dict(init)
-            t = losses.estimate_transition(predict(fuse_for_eval(ce_model), data, data.train, config.eval_batch_size,
-                                                   runtime, proba=True).cpu().numpy())
-        extras["fw_transition"] = t
-        context["transition"] = torch.as_tensor(t, dtype=torch.float32, device=data.scale.device)
+    context, extras = spec.prepare(config, data, make_model, init, predict_proba) if spec.prepare else ({}, {})
     objective = build_objective(config.method, make_model, config, context)
     if init:
-        objective.classifier.load_state_dict(init)
+        load_weights(objective.classifier, init, f"--init-from {config.init_from}")
     if config.q_init_from:
-        objective.q_network.load_state_dict(load_classifier_weights(config.q_init_from, config, data, "--q-init-from"))
-    objective = objective.to(data.scale.device, memory_format=torch.channels_last)
+        load_weights(objective.q_network, load_classifier_weights(config.q_init_from, config, data, "--q-init-from"),
+                     f"--q-init-from {config.q_init_from}")
+    objective = objective.to(device, memory_format=torch.channels_last)
     if runtime.distributed and data.scale.is_cuda:
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)  # global-batch BN statistics
     return objective, extras
@@ -309,7 +94,7 @@ def make_optimizer(objective: Objective, config: Config, device: torch.device) -
 
 
 # --------------------------------------------------------------------------- one epoch, evaluation
-def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data: RunData, batch_size: int,
+def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data: RunData, *, batch_size: int,
                     generator: torch.Generator, runtime: Runtime | None = None,
                     step: Callable | None = None) -> dict[str, float]:
     """One pass over the training set in shuffled batches; returns the epoch means of the loss parts.
@@ -345,7 +130,7 @@ def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data
     return {k: (v / totals[-1]).item() for k, v in zip(keys, totals[:-1])}
 
 
-def predict(model: torch.nn.Module, data: RunData, split: Split, batch_size: int, runtime: Runtime | None = None,
+def predict(model: torch.nn.Module, data: RunData, split: Split, *, batch_size: int, runtime: Runtime | None = None,
             proba: bool = False) -> torch.Tensor:
     """Predicted classes [N] (or softmax outputs [N, K] with ``proba``) of ``model`` in eval mode
     (pass :func:`limitlab.models.fuse_for_eval`'s copy for speed). Under DDP each process predicts
@@ -368,14 +153,15 @@ def predict(model: torch.nn.Module, data: RunData, split: Split, batch_size: int
     return runtime.gather_strided(local, len(split))
 
 
-def accuracy(model: torch.nn.Module, data: RunData, split: Split, batch_size: int, runtime: Runtime | None = None,
-             ) -> float:
-    return (predict(model, data, split, batch_size, runtime) == split.labels).float().mean().item()
+def accuracy(model: torch.nn.Module, data: RunData, split: Split, *, batch_size: int,
+             runtime: Runtime | None = None) -> float:
+    """The accuracy of ``model`` on ``split`` against its labels."""
+    return (predict(model, data, split, batch_size=batch_size, runtime=runtime) == split.labels).float().mean().item()
 
 
 def evaluate(objective: Objective, data: RunData, config: Config, epoch: int, runtime: Runtime,
              model: torch.nn.Module | None = None) -> dict:
-    """Per-epoch measurements of the classifier on the training and validation sets (SPEC §8).
+    """Per-epoch measurements of the classifier on the training and validation sets (docs/method.md §8).
     The pass over the training set runs every ``train_eval_every`` epochs (0: never). ``model``:
     the network to evaluate, by default a :func:`fuse_for_eval` copy of the objective's classifier."""
     clf = fuse_for_eval(objective.classifier) if model is None else model
@@ -383,14 +169,39 @@ def evaluate(objective: Objective, data: RunData, config: Config, epoch: int, ru
     out = {k: None for k in ("train_noisy_accuracy", "train_clean_accuracy", "memorized_fraction",
                              "corrected_fraction", "info_lower_bound_bits")}
     if config.train_eval_every and epoch % config.train_eval_every == 0:
-        out.update(metrics.label_fit(predict(clf, data, data.train, bs, runtime), data.train.labels, data.train_true))
+        out.update(metrics.label_fit(predict(clf, data, data.train, batch_size=bs, runtime=runtime), data.train.labels, data.train_true))
         out["info_lower_bound_bits"] = metrics.fano_information_lower_bound(
             1.0 - out["train_noisy_accuracy"], data.num_classes, data.noisy_entropy_bits)
-    out["val_accuracy"] = accuracy(clf, data, data.val, bs, runtime)
+    out["val_accuracy"] = accuracy(clf, data, data.val, batch_size=bs, runtime=runtime)
     return out
 
 
 # --------------------------------------------------------------------------- the run
+# A parameter this large means the run has diverged: Adam moves each weight by about lr per step,
+# so a healthy run stays orders of magnitude below it (and the loss may still look finite).
+MAX_PARAMETER = 1e6
+
+
+def check_divergence(objective: Objective, losses_: dict[str, float], epoch: int, lr: float, out: Path) -> None:
+    """Raise LimitlabError (one sentence) when the epoch's loss is not finite or a parameter is
+    non-finite or beyond MAX_PARAMETER. One reduction on the device and one sync per epoch."""
+    params = [p.detach() for p in objective.parameters()]
+    largest = torch.stack([p.abs().amax().float() for p in params if p.numel()]).amax().item() if params else 0.0
+    if all(math.isfinite(v) for v in losses_.values()) and largest <= MAX_PARAMETER:
+        return
+    what = (f"the loss became {losses_.get('loss')}" if not all(math.isfinite(v) for v in losses_.values())
+            else f"a parameter reached {largest:.3g}")
+    raise divergence_error(what, epoch, lr, out)
+
+
+def divergence_error(what: str, epoch: int, lr: float, out: Path) -> LimitlabError:
+    """The one-sentence error for a run whose loss or parameters stopped being finite: what, when,
+    what to try, and which checkpoint is kept."""
+    kept = (f"the last good epoch is in {out / rundir.LAST}" if (out / rundir.LAST).exists()
+            else "no epoch completed, so no checkpoint was kept")
+    return LimitlabError(f"training diverged: {what} in epoch {epoch}; try a lower --lr (now {lr:g}); {kept}")
+
+
 def _rng_state(generator: torch.Generator, device: torch.device) -> dict:
     state = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
     if device.type == "cuda":
@@ -399,10 +210,34 @@ def _rng_state(generator: torch.Generator, device: torch.device) -> dict:
 
 
 def _set_rng_state(state: dict, generator: torch.Generator, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["shuffle"])
+    # .cpu(): a checkpoint loaded with map_location=cuda brings the states onto the GPU
+    torch.set_rng_state(state["torch"].cpu())
+    generator.set_state(state["shuffle"].cpu())
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def _restore(out: Path, objective: Objective, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+             device: torch.device) -> tuple[int, dict, int, list[dict]]:
+    """Load ``out``'s last.pt into the objective, optimizer and random generators; returns the first
+    epoch to run, the best epoch so far, the epochs without improvement and the metrics rows kept."""
+    path = out / rundir.LAST
+    ckpt = rundir.load_checkpoint(path, map_location=device,
+                                  keys=("epoch", "objective", "optimizer", "rng", "best", "bad_epochs"))
+    try:
+        objective.load_state_dict(ckpt["objective"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(ckpt["rng"], generator, device)
+        epoch, best, bad_epochs = int(ckpt["epoch"]), dict(ckpt["best"]), int(ckpt["bad_epochs"])
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise LimitlabError(f"checkpoint {path} does not hold the state of this run ({first}); "
+                            "start the run again with --overwrite") from None
+    history = [r for r in rundir.read_metrics(out) if isinstance(r.get("epoch"), int) and r["epoch"] <= epoch]
+    if [r["epoch"] for r in history] != list(range(1, epoch + 1)):
+        raise LimitlabError(f"{out / rundir.METRICS} lacks rows of epochs that {path} has finished (epoch {epoch}), "
+                            "so the run cannot be resumed exactly; start it again with --overwrite")
+    return epoch + 1, best, bad_epochs, history
 
 
 def _summary(config: Config, history: list[dict], best: dict, data: RunData, stopped_early: bool) -> dict:
@@ -436,8 +271,6 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
         rundir.prepare_run_dir(out, resume=True, overwrite=False)
         config = dataclasses.replace(Config.load(out / rundir.CONFIG), device=config.device)
     config.validate()
-    if config.method not in METHODS:
-        raise LimitlabError(f"unknown method {config.method!r}; choose one of: {', '.join(METHODS)}")
     runtime = start_runtime(config)
     device = runtime.device
     data = prepare_data(config, device)
@@ -449,28 +282,24 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
     if runtime.distributed:
         step = torch.nn.parallel.DistributedDataParallel(
             objective, device_ids=[device] if device.type == "cuda" else None,
-            find_unused_parameters=config.warmup > 0)  # warm-up epochs leave the classifier without gradients
+            find_unused_parameters=METHODS.get(config.method).idle_parameters(config))  # e.g. LIMIT's warm-up
     if config.compile:
         step = torch.compile(step)
 
     main = runtime.is_main
+    created = None
     if main:
-        rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        created = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)
     runtime.barrier()
-    with rundir.RunLock(out) if main else contextlib.nullcontext():
+    with rundir.writing(out, fresh=not resume, created=created) if main else contextlib.nullcontext():
         start_epoch, best, bad_epochs, history = 1, {"val_accuracy": -1.0, "epoch": 0, "test_accuracy": None}, 0, []
         if resume and (out / rundir.LAST).exists():
-            ckpt = torch.load(out / rundir.LAST, map_location=device, weights_only=False)
-            objective.load_state_dict(ckpt["objective"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            _set_rng_state(ckpt["rng"], generator, device)
-            start_epoch, best, bad_epochs = ckpt["epoch"] + 1, ckpt["best"], ckpt["bad_epochs"]
-            history = [r for r in rundir.read_metrics(out) if r["epoch"] <= ckpt["epoch"]]
+            start_epoch, best, bad_epochs, history = _restore(out, objective, optimizer, generator, device)
         if main:
             rundir.write_json(out / rundir.CONFIG, config.to_dict())
             rundir.save_npz(out / rundir.NOISY_LABELS, **data.record)
             for name, array in extras.items():
-                rundir.atomic_write_bytes(out / f"{name}.csv", _csv(array))
+                rundir.atomic_write_bytes(rundir.extra_file(out, name), _csv(array))
             rundir.write_metrics(out, history)  # drops rows of an epoch whose checkpoint was never written
 
         stopped_early = config.patience is not None and bad_epochs >= config.patience
@@ -480,11 +309,15 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
                 break
             t0 = time.perf_counter()
             objective.start_epoch(epoch)
-            losses_ = train_one_epoch(objective, optimizer, data, config.batch_size, generator, runtime, step)
+            try:
+                losses_ = train_one_epoch(objective, optimizer, data, batch_size=config.batch_size, generator=generator,
+                                          runtime=runtime, step=step)
+            except RuntimeError as e:
+                if "overflow" not in str(e):
+                    raise
+                raise divergence_error("the optimizer step overflowed", epoch, config.lr, out) from None
             train_seconds = time.perf_counter() - t0
-            if not all(math.isfinite(v) for v in losses_.values()):
-                raise LimitlabError(f"training diverged: the loss became {losses_['loss']} in epoch {epoch}; "
-                                    f"try a lower --lr (now {config.lr}); the last good epoch is in {out / rundir.LAST}")
+            check_divergence(objective, losses_, epoch, config.lr, out)
             eval_model = fuse_for_eval(objective.classifier)  # once per epoch, for every evaluation pass
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in losses_.items()},
                    **evaluate(objective, data, config, epoch, runtime, eval_model)}
@@ -495,7 +328,8 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
             # best and at the last epoch; --test-every k adds every k-th epoch (per-epoch curves).
             test_now = data.test is not None and (improved or epoch == config.epochs or stopped_early
                                                   or (config.test_every > 0 and epoch % config.test_every == 0))
-            row["test_accuracy"] = (accuracy(eval_model, data, data.test, config.eval_batch_size, runtime)
+            row["test_accuracy"] = (accuracy(eval_model, data, data.test, batch_size=config.eval_batch_size,
+                                             runtime=runtime)
                                     if test_now else None)
             row["train_seconds"] = train_seconds
             row["seconds"] = time.perf_counter() - t0

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from limitlab.config import Config
-from limitlab.train import build_run_objective, make_optimizer, prepare_data, train_one_epoch
+from limitlab.data.run import prepare_data
+from limitlab.train import build_run_objective, make_optimizer, train_one_epoch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
@@ -29,7 +30,7 @@ def _epochs(config, data, step_wrapper=None, **adam):
                  else make_optimizer(objective, config, torch.device("cpu")))
     step = step_wrapper(objective) if step_wrapper else None
     g = torch.Generator().manual_seed(0)
-    return [train_one_epoch(objective, optimizer, data, 64, g, None, step) for _ in range(2)]
+    return [train_one_epoch(objective, optimizer, data, batch_size=64, generator=g, step=step) for _ in range(2)]
 
 
 @pytest.mark.parametrize("method", ["ce", "limit-l"])
