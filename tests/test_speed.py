@@ -77,3 +77,17 @@ def test_speed_benchmark_runs_and_writes_its_figures(tmp_path, data_root):
     # training: forward + the two backward products (the first conv needs no input gradient), two networks for LIMIT
     assert r["step"]["ce"]["flops_per_image"] == 3 * r["eval"]["cnn4"]["flops_per_image"] - 2 * convs[0]
     assert r["protocol"]["limit-l"]["epochs"] == 3 and r["plain"]["speedup"] > 0
+
+
+def test_speed_choices_benchmark_runs(data_root):
+    spec = importlib.util.spec_from_file_location("speed_choices", SCRIPT.parent / "speed_choices.py")
+    choices = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(choices)
+    before = torch.get_num_threads()
+    try:
+        r = choices.main(["--threads", "1", "--data-dir", str(data_root), "--train-size", "64", "--repeats", "1"])
+    finally:
+        torch.set_num_threads(before)
+    assert set(r["layout_epoch_s"]) == {"ce", "limit-l"}
+    assert set(r["adam_step_s"]) == {"fused", "foreach", "per-tensor"}
+    assert all(v > 0 for v in r["last_conv_fwd_bwd_s"].values())
