@@ -21,6 +21,8 @@ the figure least disturbed by other processes. Prints a table and writes JSON (`
 
     python benchmarks/speed.py --threads 2 --json benchmarks/results/speed.json
     python benchmarks/speed.py --threads 1 --epochs 6        # shorter protocol section
+    mkdir /tmp/before && git archive 1f4996c | tar -x -C /tmp/before   # limitlab before the speed work
+    python benchmarks/speed.py --threads 2 --baseline /tmp/before        # ... and the same protocol with it
 
 The GPU counterpart (ResNet-34 fp32/bf16/compile, DDP, several runs per GPU) is
 ``benchmarks/gpu_check.py``.
@@ -33,6 +35,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,7 +87,7 @@ def run_config(args, method: str, **overrides) -> Config:
 
 
 # ------------------------------------------------------------------------------------------- sections
-def step_and_eval_section(args, data, matmul: float) -> dict:
+def step_and_eval_section(args, data) -> dict:
     """Training-epoch and evaluation-pass rates of limitlab's loop pieces."""
     device = torch.device("cpu")
     out = {"step": {}, "eval": {}}
@@ -106,7 +110,7 @@ def step_and_eval_section(args, data, matmul: float) -> dict:
                       args.repeats)
         rate = per_image * len(data.train) / t / 1e9
         out["step"][method] = {"flops_per_image": per_image, "epoch_s": t, "images_per_s": len(data.train) / t,
-                               "gflops": rate, "of_matmul": rate / matmul}
+                               "gflops": rate}
 
     n_val = len(data.val)
     for model_name in ("cnn4", "mlp"):
@@ -117,7 +121,7 @@ def step_and_eval_section(args, data, matmul: float) -> dict:
         rows = {}
         for bs in args.eval_batch_sizes:
             t = best_time(lambda: predict(fused, data, data.val, batch_size=bs), args.repeats)
-            rows[bs] = {"pass_s": t, "gflops": per_image * n_val / t / 1e9, "of_matmul": per_image * n_val / t / 1e9 / matmul}
+            rows[bs] = {"pass_s": t, "gflops": per_image * n_val / t / 1e9}
         default_bs = Config().eval_batch_size
         t = best_time(lambda: predict(model.eval(), data, data.val, batch_size=default_bs), args.repeats)
         out["eval"][model_name] = {
@@ -166,7 +170,7 @@ def plain_section(args, data) -> dict:
             "speedup": best["plain"] / best["limitlab"]}
 
 
-def protocol_section(args, train_flops: dict, eval_flops: float, matmul: float) -> dict:
+def protocol_section(args, train_flops: dict, eval_flops: float) -> dict:
     """Whole epochs of the real loop, timed between the ends of consecutive epochs (files included)."""
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,21 +198,80 @@ def protocol_section(args, train_flops: dict, eval_flops: float, matmul: float) 
                 "test_pass_s": test_s, "mean_epoch_s_incl_tests": statistics.mean(walls[1:]),
                 "train_s": min(r["train_seconds"] for r in rows[1:]),
                 "epoch_gflop": epoch_flops / 1e9, "gflops": epoch_flops / epoch_s / 1e9,
-                "of_matmul": epoch_flops / epoch_s / 1e9 / matmul,
                 "test_accuracy": summary["test_accuracy"], "best_epoch": summary["best_epoch"],
-                "test_pass_of_matmul": eval_flops * n_test / test_s / 1e9 / matmul if test_s == test_s else None,
+                "test_pass_gflops": eval_flops * n_test / test_s / 1e9 if test_s == test_s else None,
             }
     out["limit_over_ce"] = out["limit-l"]["epoch_s"] / out["ce"]["epoch_s"]
     out["speedup_over_reference"] = REFERENCE_EPOCH_SECONDS / out["limit-l"]["epoch_s"]
     return out
 
 
+# The same protocol runs under another limitlab (a checkout of an earlier version, with its own
+# defaults), in a child process: ``train(config, out, progress, on_epoch_end)`` and these config
+# fields exist in every version.
+BASELINE_SCRIPT = r"""
+import json, sys, tempfile, time, torch
+from limitlab.config import Config
+from limitlab.train import train
+torch.set_num_threads(int(sys.argv[1]))
+fields = json.loads(sys.argv[2])
+out = {}
+for method in ("ce", "limit-l"):
+    stamps, tested = [], []
+    def on_epoch_end(row):
+        stamps.append(time.perf_counter())
+        tested.append(row.get("test_accuracy") is not None)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        train(Config(**fields, method=method), tmp + "/run", progress=False, on_epoch_end=on_epoch_end)
+    out[method] = {"walls": [b - a for a, b in zip([start] + stamps[:-1], stamps)], "tested": tested}
+print(json.dumps(out))
+"""
+
+
+def baseline_section(args, ours: dict) -> dict:
+    """Protocol epochs of the limitlab at ``args.baseline`` (its defaults), against ours, in one run."""
+    fields = {k: v for k, v in run_config(args, "ce", epochs=args.epochs, patience=None).to_dict().items()
+              if k in ("dataset", "data_dir", "noise", "train_size", "val_fraction", "beta", "seed", "epochs",
+                       "patience")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(Path(args.baseline).resolve()),
+                                                                    os.environ.get("PYTHONPATH", "")) if p)}
+    proc = subprocess.run([sys.executable, "-c", BASELINE_SCRIPT, str(args.threads), json.dumps(fields)],
+                          capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    runs = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = {"checkout": str(args.baseline)}
+    for method, r in runs.items():
+        walls = r["walls"][1:]  # epoch 1 is warm-up
+        out[method] = {"epoch_min_s": min(walls), "mean_epoch_s": statistics.mean(walls),
+                       "epochs_with_test": sum(r["tested"]), "epochs": len(r["tested"]),
+                       "speedup_mean_epoch": statistics.mean(walls) / ours[method]["mean_epoch_s_incl_tests"],
+                       "speedup_epoch_without_test": min(walls) / ours[method]["epoch_s"]}
+    return out
+
+
 # ------------------------------------------------------------------------------------------- report
+def add_ratios(r: dict) -> None:
+    """Every rate as a share of the roofline: the better of the matmul rates measured before and
+    after the other sections (a drop between them means other processes took the CPU meanwhile)."""
+    m = r["roofline_gflops"] = max(r["matmul_gflops"], r["matmul_gflops_after"])
+
+    def walk(d):
+        for v in d.values():
+            if isinstance(v, dict):
+                if "gflops" in v:
+                    v["of_matmul"] = v["gflops"] / m
+                walk(v)
+    walk(r)
+
+
 def print_report(r: dict) -> None:
-    m = r["matmul_gflops"]
+    m = r["roofline_gflops"]
     print(f"\n{r['threads']} thread(s), torch {r['torch']}, {r['cpu']}, load before: {r['load_before']}, "
           f"best of {r['repeats']}")
-    print(f"roofline: 1024² fp32 matmul {m:.1f} GFLOP/s\n")
+    print(f"roofline: 1024² fp32 matmul {m:.1f} GFLOP/s (the better of {r['matmul_gflops']:.1f} before and "
+          f"{r['matmul_gflops_after']:.1f} after the other sections)\n")
     print("| pass | FLOP/image | seconds | GFLOP/s | % of matmul | target |")
     print("|---|---|---|---|---|---|")
     for method, s in r["step"].items():
@@ -238,12 +301,13 @@ def print_report(r: dict) -> None:
         p = r["protocol"]
         print(f"\npaper-protocol epoch (train n={r['train_size']}, training-set pass, {round(60000 * r['val_fraction'])} "
               f"validation, checkpoints; test pass only at a new best and the last epoch), {p['ce']['epochs']} epochs:\n")
-        print("| method | epoch s (no test) | median | test pass s | mean epoch s incl. tests | GFLOP/epoch | "
-              "GFLOP/s | % of matmul |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| method | epoch s (no test) | median | test pass s | epochs with a test | mean epoch s incl. tests | "
+              "GFLOP/epoch | GFLOP/s | % of matmul |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for method in ("ce", "limit-l"):
             q = p[method]
             print(f"| {method} | {q['epoch_s']:.3f} | {q['epoch_median_s']:.3f} | {q['test_pass_s']:.3f} | "
+                  f"{q['epochs_with_test']}/{q['epochs']} | "
                   f"{q['mean_epoch_s_incl_tests']:.3f} | {q['epoch_gflop']:.1f} | {q['gflops']:.1f} | "
                   f"{100 * q['of_matmul']:.0f}% |")
         lim = p["limit-l"]
@@ -251,6 +315,18 @@ def print_report(r: dict) -> None:
               f"{p['speedup_over_reference']:.1f}× the reference implementation's {REFERENCE_EPOCH_SECONDS} s "
               f"(quoted, target ≥ 4×); {100 * lim['of_matmul']:.0f}% of the matmul roofline (target ≥ 60%); "
               f"LIMIT/CE epoch {p['limit_over_ce']:.2f}")
+    b = r.get("baseline")
+    if b and "error" in b:
+        print(f"\nbaseline {r.get('baseline_checkout', '')}: FAILED: {b['error']}")
+    elif b:
+        print(f"\nthe same protocol with the limitlab in {b['checkout']} (its defaults), in this run:\n")
+        print("| method | its epoch s (min) | its mean epoch s | its epochs with a test | speed-up, epoch without "
+              "test | speed-up, mean epoch |")
+        print("|---|---|---|---|---|---|")
+        for method in ("ce", "limit-l"):
+            q = b[method]
+            print(f"| {method} | {q['epoch_min_s']:.3f} | {q['mean_epoch_s']:.3f} | {q['epochs_with_test']}/{q['epochs']} | "
+                  f"{q['speedup_epoch_without_test']:.2f}× | {q['speedup_mean_epoch']:.2f}× |")
 
 
 def main(argv=None):
@@ -266,6 +342,9 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=12, help="epochs of each protocol run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", nargs="*", default=[], choices=["plain", "protocol"], help="sections to leave out")
+    ap.add_argument("--baseline", default=None, metavar="DIR",
+                    help="also run the protocol epochs with the limitlab in DIR (a checkout of an earlier version, "
+                         "e.g. from `git worktree add` or `git archive`), under its own defaults")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -275,18 +354,19 @@ def main(argv=None):
               "train_size": args.train_size, "val_fraction": args.val_fraction, "batch_size": args.batch_size}
     result["matmul_gflops"] = matmul_gflops(args.repeats)
     data = prepare_data(run_config(args, "ce"), torch.device("cpu"))
-    result.update(step_and_eval_section(args, data, result["matmul_gflops"]))
+    result.update(step_and_eval_section(args, data))
     if "plain" not in args.skip:
         result["plain"] = plain_section(args, data)
     if "protocol" not in args.skip:
         train_flops = {m: s["flops_per_image"] for m, s in result["step"].items()}
-        result["protocol"] = protocol_section(args, train_flops, result["eval"]["cnn4"]["flops_per_image"],
-                                              result["matmul_gflops"])
-    result["matmul_gflops_after"] = matmul_gflops(args.repeats)  # a drift between the two: the machine got busier
+        result["protocol"] = protocol_section(args, train_flops, result["eval"]["cnn4"]["flops_per_image"])
+        if args.baseline:
+            result["baseline"] = baseline_section(args, result["protocol"])
+    result["matmul_gflops_after"] = matmul_gflops(args.repeats)
     result["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    add_ratios(result)
     print_report(result)
-    print(f"\nmatmul before/after: {result['matmul_gflops']:.1f} / {result['matmul_gflops_after']:.1f} GFLOP/s; "
-          f"load after: {result['load_after']}")
+    print(f"\nload after: {result['load_after']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -54,7 +54,7 @@ class Config:
     workers: int = 4                # loader processes for image-file datasets (Clothing1M, imagefolder)
     pretrained: bool = False        # ImageNet weights for resnet50 (needs the optional torchvision)
     train_eval_every: int = 1       # pass over the training set for the memorization metrics every k epochs (0: never)
-    eval_batch_size: int = 256     # measured fastest on CPU for cnn4
+    eval_batch_size: int = 1024    # fastest for cnn4 and mlp on CPU (benchmarks/speed.py, RESULTS.md)
     test_every: int = 0             # test-set pass every k epochs besides the ones the result needs (0: only at
                                     # a new best validation epoch and at the last epoch; 1: per-epoch test curves)
 
