@@ -67,7 +67,8 @@ TRAIN_FLAGS = [
     ("--workers", "workers", int, "loader processes for image-file datasets (clothing1m, imagefolder)"),
     ("--train-eval-every", "train_eval_every", int,
      "pass over the training set for the memorization metrics every k epochs (0: never; large datasets)"),
-    ("--eval-batch-size", "eval_batch_size", int, "batch size of the evaluation passes"),
+    ("--eval-batch-size", "eval_batch_size", int,
+     "batch size of the evaluation passes (lower it for large images on a small GPU)"),
     ("--test-every", "test_every", int,
      "also a test-set pass every k epochs, for per-epoch test curves (0: only at a new best validation epoch "
      "and at the last epoch, all that the reported test accuracy needs)"),
