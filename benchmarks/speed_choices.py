@@ -7,13 +7,17 @@ against its alternative in the same process, interleaved, best of ``--repeats``:
   lastconv  cnn4's last convolution (3×3 input, 1×1 output) as ``nn.Conv2d`` vs as the matrix
             product (``models.WholeInputConv2d``), forward + backward;
   compile   torch.compile on CPU: the compilation time, and the training epoch and evaluation pass
-            compiled vs eager (optional, ``--compile``: about a minute).
+            compiled vs eager (optional, ``--compile``: about a minute);
+  loss      ``limit_loss`` forward + backward alone on a [256, 10] batch (the non-network part of a step);
+  profile   where a LIMIT_L training epoch and an evaluation pass spend their time, by kind of
+            operation (torch.profiler; optional, ``--profile``).
 
 With one thread the figures are CPU time of this process (``time.process_time``), which other
 processes on the machine disturb much less than wall time; with more threads, wall time.
 
     python benchmarks/speed_choices.py --threads 1
     python benchmarks/speed_choices.py --threads 1 --compile
+    python benchmarks/speed_choices.py --threads 2 --profile
 """
 
 from __future__ import annotations
@@ -127,6 +131,62 @@ def compiled(args, data, clock) -> dict:
             "compile_and_two_eval_passes_s": compile_eval, "eval_pass_12k_s": evaluation}
 
 
+def loss_only(args, clock) -> float:
+    from limitlab.limit import limit_loss
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(256, 10, generator=g).requires_grad_()
+    q = torch.randn(256, 10, generator=g).requires_grad_()
+    y = torch.randint(0, 10, (256,), generator=g)
+
+    def steps():
+        for _ in range(100):
+            limit_loss(f, q, y, q_dist="laplace", beta=10.0).backward()
+
+    return interleaved({"loss": steps}, args.repeats, clock)["loss"] / 100
+
+
+def _kind(name: str) -> str:
+    n = name.lower()
+    if "convolution_backward" in n:
+        return "conv backward"
+    if "convolution" in n:
+        return "conv forward"
+    if n in ("aten::mm", "aten::addmm"):
+        return "matrix products"
+    if "batch_norm" in n:
+        return "BatchNorm"
+    if "threshold_backward" in n or "relu" in n or "clamp_min" in n:
+        return "ReLU"
+    if "adam" in n:
+        return "Adam"
+    return "other"
+
+
+def profile(args, data) -> dict:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    config = Config(dataset="mnist", train_size=args.train_size, method="limit-l")
+    objective, optimizer = objective_for(config, data)
+    g = torch.Generator().manual_seed(0)
+    fused = fuse_for_eval(objective.classifier)
+    runs = {"training epoch (LIMIT_L)": lambda: train_one_epoch(objective, optimizer, data, batch_size=256, generator=g),
+            "evaluation pass (12k)": lambda: predict(fused, data, data.val, batch_size=Config().eval_batch_size)}
+    out = {}
+    for name, fn in runs.items():
+        fn()
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3):
+                fn()
+        shares: dict[str, float] = {}
+        for e in prof.key_averages():
+            shares[_kind(e.key)] = shares.get(_kind(e.key), 0.0) + e.self_cpu_time_total
+        total = sum(shares.values())
+        out[name] = {k: round(v / total, 3) for k, v in sorted(shares.items(), key=lambda kv: -kv[1])}
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
@@ -134,6 +194,7 @@ def main(argv=None):
     ap.add_argument("--train-size", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--compile", action="store_true", help="also the torch.compile section")
+    ap.add_argument("--profile", action="store_true", help="also the time shares by kind of operation")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -141,9 +202,12 @@ def main(argv=None):
     data = prepare_data(Config(dataset="mnist", data_dir=args.data_dir, train_size=args.train_size),
                         torch.device("cpu"))
     r = {"threads": args.threads, "clock": clock.__name__, "layout_epoch_s": layout(args, data, clock),
-         "adam_step_s": adam(args, data, clock), "last_conv_fwd_bwd_s": lastconv(args, clock)}
+         "adam_step_s": adam(args, data, clock), "last_conv_fwd_bwd_s": lastconv(args, clock),
+         "limit_loss_fwd_bwd_s": loss_only(args, clock)}
     if args.compile:
         r["compile"] = compiled(args, data, clock)
+    if args.profile:
+        r["time_shares"] = profile(args, data)
     print(json.dumps(r, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
