@@ -310,6 +310,32 @@ def corrupt_labels(labels: np.ndarray, transition: np.ndarray, seed: int) -> np.
     return out.reshape(y.shape)
 
 
+def empirical_transition(true_labels: np.ndarray, noisy_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """The transition matrix that a set of (true, noisy) label pairs realises.
+
+    ``T[i, j]`` = the fraction of examples of true class i whose noisy label is j. A class with no
+    examples gets the identity row. Used for imported noisy labels (``labels:FILE``), whose noise
+    process is unknown, so that H(noisy label | x) can still be computed for the information bound.
+
+    Parameters
+    ----------
+    true_labels, noisy_labels : np.ndarray of int, shape (N,)
+        Labels in [0, K).
+    num_classes : int
+        K.
+
+    Returns
+    -------
+    transition : np.ndarray, shape (K, K), float64
+        Row-stochastic.
+    """
+    k = _check_num_classes(num_classes)
+    a, b = np.asarray(true_labels, dtype=np.int64), np.asarray(noisy_labels, dtype=np.int64)
+    counts = np.bincount(a * k + b, minlength=k * k).reshape(k, k).astype(np.float64)
+    rows = counts.sum(1, keepdims=True)
+    return np.where(rows > 0, counts / np.maximum(rows, 1), np.eye(k))
+
+
 def realised_rate(true_labels: np.ndarray, noisy_labels: np.ndarray) -> float:
     """Fraction of examples whose noisy label differs from the true label.
 

@@ -147,8 +147,11 @@ class RunData:
     file_options: dict | None = None  # root, resize, image_size, workers for streamed splits
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
-        # channels_last: measured ~20% faster for cnn4 on CPU too; a no-op layout for the MLP.
-        return images.float().mul_(self.scale).sub_(self.shift).contiguous(memory_format=torch.channels_last)
+        # A float copy (stored float features must not change), normalised in place; scale and shift
+        # broadcast per channel [C, 1, 1] for images, per feature [D] for tables. channels_last:
+        # measured ~20% faster for cnn4 on CPU too; image batches only.
+        x = images.to(torch.float32, copy=True).mul_(self.scale).sub_(self.shift)
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
     def batches(self, split: Split, order: torch.Tensor, batch_size: int, train: bool = False,
                 generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
