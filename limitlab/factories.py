@@ -43,13 +43,17 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
     if not module_name or not attr or not all(p.isidentifier() for p in module_name.split(".") + attr.split(".")):
         raise LimitlabError(f"--model {spec!r} is not package.module:factory (e.g. mynets:small_cnn)")
     cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
         sys.path.append(cwd)
     try:
         obj = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or any error raised while the module runs
         raise LimitlabError(f"--model {spec}: cannot import {module_name} ({_first_line(e)}); make it importable "
                             "(installed, on PYTHONPATH, or in the current folder)") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise LimitlabError(f"--model {spec}: {module_name} has no attribute {attr!r}")

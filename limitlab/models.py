@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .errors import LimitlabError
+from .factories import build_from_factory, is_factory_spec, load_factory
 
 
 def _conv_bn_relu(c_in: int, c_out: int, k: int, s: int, p: int) -> list[nn.Module]:
@@ -270,6 +271,11 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, role:
     torchvision's ImageNet weights, all but the head (a warning and random weights when
     torchvision is not installed); ``zero_init_residual`` zeroes each block's last BN weight.
     """
+    if is_factory_spec(name):  # --model package.module:factory, called as factory(input_shape, num_classes)
+        if not head_bias:
+            raise LimitlabError(f"this method needs a network with a bias-free last layer (head) and forward_features(); "
+                                f"--model {name} is a factory, so use a registered model")
+        return build_from_factory(load_factory(name), input_shape, num_classes, name)
     c, h, w = input_shape
     if name not in MODELS:
         raise LimitlabError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")

@@ -25,9 +25,10 @@ import torch.distributed as dist
 
 from . import losses, metrics, noise, rundir
 from .config import Config
-from .data import load_dataset, split_train_val
+from .data import load_dataset, resolve_data_dir, split_train_val
 from .data.augment import random_crop_flip
 from .errors import LimitlabError
+from .factories import check_output_shape, is_factory_spec
 from .models import build_model
 from .objectives import METHODS, Objective, build_objective
 
@@ -186,7 +187,6 @@ class RunData:
 def prepare_data(config: Config, device: torch.device) -> RunData:
     """Load, split (seeded 80/20 + optional subset), corrupt, and move the data to ``device``."""
     data = load_dataset(config.dataset, config.data_dir)
-    transition = noise.parse_noise(config.noise, data.num_classes)
     as_labels = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.int64, device=device)  # noqa: E731
     mean = torch.tensor(data.mean, dtype=torch.float32, device=device).view(-1, 1, 1)
     std = torch.tensor(data.std, dtype=torch.float32, device=device).view(-1, 1, 1)
@@ -198,8 +198,10 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
         train_idx, val_idx = _subset(len(given), config)
     else:
         train_idx, val_idx = split_train_val(len(given), config.val_fraction, config.seed, config.train_size)
-    # One draw per official training example, so an example's noisy label depends only on the seed.
-    noisy_all = noise.corrupt_labels(given, transition, config.seed)
+    # One draw per official training example, so an example's noisy label depends only on the seed
+    # (or one label per example from a labels:FILE; relative files are also looked for in the data root).
+    noisy_all, transition = noise.noisy_labels(config.noise, given, data.num_classes, config.seed,
+                                               search=(resolve_data_dir(config.data_dir),))
     train_true, train_noisy = given[train_idx], noisy_all[train_idx]
     if own_val:
         val_true = np.asarray(data.val_labels)
@@ -297,6 +299,14 @@ def build_run_objective(config: Config, data: RunData, runtime: Runtime | None =
     if runtime.world > 1 and data.scale.is_cuda:
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)  # global-batch BN statistics
     return objective, extras
+
+
+def check_networks(objective: Objective, data: RunData, name: str) -> None:
+    """The classifier (and q-network) map a batch of two training inputs to logits [2, K]."""
+    x, _ = next(data.batches(data.train, torch.arange(min(2, len(data.train)), device=data.scale.device), 2))
+    for net in (objective.classifier, getattr(objective, "q_network", None)):
+        if net is not None:
+            check_output_shape(net, x, data.num_classes, name)
 
 
 # --------------------------------------------------------------------------- one epoch, evaluation
@@ -428,6 +438,8 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
     data = prepare_data(config, device)
     torch.manual_seed(config.seed)
     objective, extras = build_run_objective(config, data, runtime)
+    if is_factory_spec(config.model):  # a user's network: check its output on one batch before writing
+        check_networks(objective, data, config.model)
     optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     step = objective
