@@ -1,4 +1,4 @@
-"""MNIST accuracy under the paper protocol (SPEC §5, §7): ce / limit-g / limit-l over noise rates,
+"""MNIST accuracy under the paper protocol (docs/method.md §5, §7): ce / limit-g / limit-l over noise rates,
 seeds and a β grid; β chosen per (noise, method) by mean noisy-validation accuracy over seeds.
 
 Each run is a `limitlab train` subprocess with its own run directory under --out; finished runs

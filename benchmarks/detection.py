@@ -4,7 +4,7 @@ fed with K-fold cross-validated CE predictions, on exactly the same noisy MNIST 
 Routes, per uniform noise rate p (same seed, so the same split and the same noisy labels):
 
 1. ``limit``: train one LIMIT run (default limit-l, β 10, up to --epochs with early stopping on
-   noisy validation), then :func:`limitlab.detect.detect`. Score ‖e_ỹ − s(q)‖₂; flagged set: the
+   noisy validation), then :func:`limitlab.analysis.detect.detect`. Score ‖e_ỹ − s(q)‖₂; flagged set: the
    classifier's prediction differs from the given label. No cross-validation: LIMIT's classifier
    never sees the labels, so its training-set outputs behave like out-of-sample ones.
 2. ``limit+cleanlab``: ``cleanlab.filter.find_label_issues`` on the same LIMIT run's in-sample
@@ -44,8 +44,10 @@ import torch
 
 from limitlab import metrics
 from limitlab.config import Config
-from limitlab.detect import detect, run_outputs
-from limitlab.train import Runtime, Split, build_run_objective, predict, prepare_data, train, train_one_epoch
+from limitlab.analysis.detect import detect, run_outputs
+from limitlab.data.run import Split, prepare_data
+from limitlab.runtime import Runtime
+from limitlab.train import build_run_objective, predict, train, train_one_epoch
 
 
 def import_cleanlab():
@@ -99,9 +101,9 @@ def cross_validated_probs(args, p: float, epochs: int) -> tuple[np.ndarray, np.n
         optimizer = torch.optim.Adam(objective.parameters(), lr=config.lr)
         generator = torch.Generator().manual_seed(args.seed * 1000 + f)
         for _ in range(epochs):
-            train_one_epoch(objective, optimizer, fold, config.batch_size, generator, runtime)
+            train_one_epoch(objective, optimizer, fold, batch_size=config.batch_size, generator=generator, runtime=runtime)
         held_split = Split(data.train.labels[held_t], data.train.images[held_t])
-        probs[held] = predict(objective.classifier, fold, held_split, config.eval_batch_size, runtime,
+        probs[held] = predict(objective.classifier, fold, held_split, batch_size=config.eval_batch_size, runtime=runtime,
                               proba=True).cpu().numpy()
         print(f"  p={p}: fold {f + 1}/{args.folds} done ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - t0

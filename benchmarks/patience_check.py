@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from limitlab import report, rundir
+from limitlab import rundir
+from limitlab.analysis.runs import collect_runs
 from limitlab.errors import LimitlabError
 
 
@@ -41,7 +42,7 @@ def main() -> int:
     if min(args.patience) < 1:
         ap.error("--patience values must be at least 1")
     try:
-        runs = [r for r in report.collect_runs(args.dir) if r["complete"]]
+        runs = [r for r in collect_runs(args.dir) if r.complete]
     except LimitlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -51,12 +52,12 @@ def main() -> int:
     for patience in args.patience:
         same, changed = 0, []
         for run in runs:
-            summary = run["summary"]
-            pick = replay(rundir.read_metrics(run["path"]), patience)
+            summary = run.summary
+            pick = replay(rundir.read_metrics(run.path), patience)
             if pick["epoch"] == summary["best_epoch"]:
                 same += 1
             else:
-                changed.append((run["name"], summary["best_epoch"], summary["test_accuracy"], pick["epoch"],
+                changed.append((run.name, summary["best_epoch"], summary["test_accuracy"], pick["epoch"],
                                 pick["test_accuracy"]))
         print(f"patience {patience}: {same} of {len(runs)} runs pick the recorded best epoch")
         for name, epoch, acc, new_epoch, new_acc in changed:

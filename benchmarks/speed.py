@@ -27,8 +27,10 @@ import torch.nn.functional as F
 
 from limitlab.config import Config
 from limitlab.models import build_model
-from limitlab.objectives import build_objective
-from limitlab.train import RunData, Runtime, Split, train_one_epoch
+from limitlab.methods import build_objective
+from limitlab.data.run import RunData, Split
+from limitlab.runtime import Runtime
+from limitlab.train import train_one_epoch
 
 
 def load_images(n: int, seed: int):
@@ -80,7 +82,7 @@ def resnet_section(args):
             if not channels_last:  # the plain layout: shadow the channels_last conversion
                 data.to_input = lambda im, d=data: im.float().mul_(d.scale).sub_(d.shift)
             torch.manual_seed(args.seed)
-            make = lambda role: build_model("resnet34", (3, 32, 32), 10, role)  # noqa: E731
+            make = lambda role: build_model("resnet34", (3, 32, 32), 10, role=role)  # noqa: E731
             obj = build_objective(method, make, Config(method=method, beta=1.0)).to(device)
             if channels_last:
                 obj = obj.to(memory_format=torch.channels_last)
@@ -91,7 +93,7 @@ def resnet_section(args):
             for rep in range(args.repeats + 1):  # epoch 0: warm-up (and compilation)
                 sync()
                 t0 = time.perf_counter()
-                train_one_epoch(obj, opt, data, args.resnet_batch_size, g, runtime, step)
+                train_one_epoch(obj, opt, data, batch_size=args.resnet_batch_size, generator=g, runtime=runtime, step=step)
                 sync()
                 if rep > 0:
                     times.append(time.perf_counter() - t0)
@@ -147,14 +149,14 @@ def cnn4_section(args):
     objectives = {}
     for name, method in (("limitlab CE", "ce"), ("limitlab LIMIT", "limit-g")):
         config = Config(method=method, beta=1.0)
-        make = lambda role: build_model("cnn4", data.input_shape, 10, role)  # noqa: E731
+        make = lambda role: build_model("cnn4", data.input_shape, 10, role=role)  # noqa: E731
         obj = build_objective(method, make, config).to(memory_format=torch.channels_last)
         objectives[name] = (obj, torch.optim.Adam(obj.parameters(), 1e-3))
 
     g = torch.Generator().manual_seed(args.seed)
     runs = {
         "plain CE loop": lambda: plain_ce_epoch(plain, plain_opt, images, labels, mean_t, std_t, args.batch_size, g),
-        **{name: (lambda o=o, opt=opt: train_one_epoch(o, opt, data, args.batch_size, g))
+        **{name: (lambda o=o, opt=opt: train_one_epoch(o, opt, data, batch_size=args.batch_size, generator=g))
            for name, (o, opt) in objectives.items()},
     }
     times = {name: [] for name in runs}

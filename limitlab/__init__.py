@@ -4,24 +4,31 @@ The method itself, usable in any training loop, is :func:`limit_loss` / :class:`
 (``limitlab/limit.py``). Noise models are in :mod:`limitlab.noise`; the paper's protocol runs
 through :func:`train` with a :class:`Config`, or the ``limitlab`` command; scikit-learn users have
 :class:`LimitClassifier` and :func:`find_label_issues` (``pip install 'limitlab[sklearn]'``).
+
+Importing the package is cheap: each public name is imported on first use (so that, for example,
+``limitlab presets`` never loads torch).
 """
 
-from .limit import LIMIT, limit_loss
+from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = ["LIMIT", "limit_loss", "Config", "train", "LimitClassifier", "find_label_issues", "__version__"]
+
+# public name -> module that defines it
+_EXPORTS = {
+    "LIMIT": "limit", "limit_loss": "limit",
+    "Config": "config",
+    "train": "train",
+}
+__all__ = [*_EXPORTS, "__version__"]
+# Need the optional scikit-learn and pandas, so they stay out of ``import *``.
+_EXPORTS.update(LimitClassifier="estimator", find_label_issues="estimator")
 
 
 def __getattr__(name):
-    # The loop and config import the data layer; keep ``import limitlab`` light for users who only
-    # want the objective in their own loop.
-    if name == "Config":
-        from .config import Config
-        return Config
-    if name == "train":
-        from .train import train
-        return train
-    if name in ("LimitClassifier", "find_label_issues"):  # needs the optional scikit-learn and pandas
-        from . import estimator
-        return getattr(estimator, name)
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'limitlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -22,27 +22,36 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "off") else float(text)
 
 
-# (flag, config field, type, help). Defaults come from Config and are shown in --help.
+def _positive_size(text: str) -> int | None:
+    """--train-size: a number of examples, or 'all'/'none' for the whole training split."""
+    return None if text.lower() in ("none", "all") else int(text)
+
+
+# (flag, config field, type, help). Defaults come from Config and are shown in --help; the choices
+# of --dataset, --noise, --model and --method come from their registries (see _registry_help), and a
+# method option's help names the methods that read it.
 TRAIN_FLAGS = [
-    ("--dataset", "dataset", str, "dataset name: digits (embedded, no download), mnist, fashion-mnist"),
+    ("--dataset", "dataset", str, "dataset: {datasets}"),
     ("--data-dir", "data_dir", str, "folder holding <dataset>/ files (else $LIMITLAB_DATA, else ~/.cache/limitlab)"),
-    ("--noise", "noise", str, "synthetic label noise: none, uniform:p, symmetric:p, pairflip:p, pair-cifar10:p, matrix:FILE"),
-    ("--train-size", "train_size", _optional_int, "use only the first N examples of the shuffled training split"),
+    ("--noise", "noise", str, "synthetic label noise: {noise}"),
+    ("--train-size", "train_size", _positive_size, "use only the first N examples of the shuffled training split "
+                                                   "('all': the whole split)"),
     ("--val-fraction", "val_fraction", float, "share of the official training set held out for validation"),
-    ("--model", "model", str, "architecture: cnn4 or mlp (default: cnn4 for 28×28 images, mlp otherwise)"),
-    ("--method", "method", str, "training method: ce, limit-g, limit-l, ce-gn, mae, gce, fw, dmi, penalize"),
-    ("--beta", "beta", float, "LIMIT: weight of the predicted-gradient norm penalty β‖s(f) − s(q)‖²"),
+    ("--model", "model", str, "architecture: {models} (default: cnn4 for 28×28 images, resnet34 for colour "
+                              "images up to 64×64, resnet50 above, mlp otherwise)"),
+    ("--method", "method", str, "training method: {methods}"),
+    ("--beta", "beta", float, "weight of the predicted-gradient norm penalty β‖s(f) − s(q)‖²"),
     ("--sample-lambda", "sample_lambda", _optional_float,
-     "LIMIT +S: give the classifier a sample around the predicted gradient (Gaussian std √(1/2λ) / Laplace scale 1/λ)"),
-    ("--warmup", "warmup", int, "LIMIT: epochs at the start in which only the q-network trains"),
-    ("--grad-noise", "grad_noise", str, "ce-gn: noise on each example's logit gradient, gaussian:SIGMA or laplace:SIGMA"),
-    ("--gce-q", "gce_q", float, "gce: the exponent q in (0, 1]"),
-    ("--penalty-lambda", "penalty_lambda", float, "penalize: λ of ‖z‖²‖e_y − s(q)‖²"),
-    ("--penalty-beta", "penalty_beta", float, "penalize: β of ‖z‖²‖s(f) − s(q)‖²"),
-    ("--transition", "transition", str, "fw: a known K×K noise matrix T (.npy/.csv/.txt) instead of the estimate"),
+     "+S: give the classifier a sample around the predicted gradient (Gaussian std √(1/2λ) / Laplace scale 1/λ)"),
+    ("--warmup", "warmup", int, "epochs at the start in which only the q-network trains"),
+    ("--grad-noise", "grad_noise", str, "noise on each example's logit gradient, gaussian:SIGMA or laplace:SIGMA"),
+    ("--gce-q", "gce_q", float, "the exponent q in (0, 1]"),
+    ("--penalty-lambda", "penalty_lambda", float, "λ of ‖z‖²‖e_y − s(q)‖²"),
+    ("--penalty-beta", "penalty_beta", float, "β of ‖z‖²‖s(f) − s(q)‖²"),
+    ("--transition", "transition", str, "a known K×K noise matrix T (.npy/.csv/.txt) instead of the estimate"),
     ("--init-from", "init_from", str, "a CE run directory: the classifier starts from its best checkpoint (fw, dmi)"),
     ("--q-init-from", "q_init_from", str,
-     "LIMIT '+': the q-network starts from this CE run's best classifier (weights and BatchNorm buffers)"),
+     "'+': the q-network starts from this CE run's best classifier (weights and BatchNorm buffers)"),
     ("--dropout", "dropout", float, "dropout rate in the hidden layers"),
     ("--weight-decay", "weight_decay", float, "Adam weight decay"),
     ("--lr", "lr", float, "Adam learning rate (one optimizer over all networks)"),
@@ -64,12 +73,31 @@ TRAIN_FLAGS = [
 ]
 
 
+def _registry_help(text: str, field: str) -> str:
+    """A flag's help with the registries' choices filled in, and, for a method's own option, the
+    methods that read it."""
+    if "{" in text:
+        from .data import dataset_specs_text
+        from .methods import METHODS
+        from .models import MODELS
+        from .noise import noise_specs_text
+
+        text = text.format(datasets=dataset_specs_text(), noise=noise_specs_text(), models=MODELS.choices_text(),
+                           methods=METHODS.choices_text())
+    from .methods import option_fields, readers
+
+    if field in option_fields():
+        text = f"{', '.join(readers(field))}: {text}"
+    return text
+
+
 def _add_train_flags(p: argparse.ArgumentParser) -> None:
     for flag, field, typ, text in TRAIN_FLAGS:
         default = getattr(DEFAULTS, field)
+        shown = "" if default is None else f" (default: {default})"
         # SUPPRESS: only flags the user gave reach the namespace, so --resume can tell them apart.
         p.add_argument(flag, dest=field, type=typ, default=argparse.SUPPRESS, metavar=field.upper(),
-                       help=f"{text} (default: {default})")
+                       help=_registry_help(text, field) + shown)
     p.add_argument("--clean-validation", dest="clean_validation", action="store_true", default=argparse.SUPPRESS,
                    help="validate on true labels instead of noisy ones (default: noisy validation, as in the paper)")
     p.add_argument("--compile", dest="compile", action="store_true", default=argparse.SUPPRESS,
@@ -114,8 +142,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     rows = []
     for method in ("ce", "limit-l"):
-        config = Config(dataset="digits", noise=args.noise, method=method, beta=args.beta, epochs=args.epochs,
-                        patience=None, seed=args.seed, batch_size=128)
+        config = Config(dataset="digits", noise=args.noise, method=method, epochs=args.epochs,
+                        patience=None, seed=args.seed, batch_size=128, **({"beta": args.beta} if method != "ce" else {}))
         print(f"training {method} on digits with {args.noise} label noise ({args.epochs} epochs) ...", file=sys.stderr)
         rows.append(train(config, Path(args.out) / method, overwrite=True, progress=not args.quiet))
     _print_summary(rows)
@@ -124,21 +152,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from .studies import memorization_configs, run_study
+    from .analysis.report import write_study
+    from .experiments.presets import memorization_configs
+    from .experiments.studies import run_study
 
     configs = memorization_configs(epochs=args.epochs, train_size=args.train_size, data_dir=args.data_dir,
                                    seed=args.seed, dropout=args.dropout, weight_decay=args.weight_decay,
                                    beta=args.beta, dataset=args.dataset, noise=args.noise)
     size = "all" if args.train_size is None else args.train_size
     title = f"{args.dataset}, {args.noise} label noise, MLP, {size} training examples"
-    summaries = run_study(configs, args.out, "memorization", title, progress=not args.quiet)
+    summaries, runs = run_study(configs, args.out, progress=not args.quiet)
+    write_study(args.out, "memorization", runs, title)
     _print_summary([{**s, "method": name} for name, s in summaries.items()])
     print(f"curves: {Path(args.out) / 'memorization.csv'}, plot: {Path(args.out) / 'memorization.png'}")
     return 0
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from .detect import detect
+    from .analysis.detect import detect
 
     result = detect(args.run, score=args.score, top=args.top, out=args.out, batch_size=args.batch_size,
                     progress=not args.quiet, device=args.device)
@@ -147,7 +178,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from .presets import list_presets
+    from .experiments.presets import list_presets
 
     presets = list_presets()
     width = max(len(name) for name, _ in presets)
@@ -158,7 +189,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import run_sweep
+    from .experiments.sweep import run_sweep
 
     options = dict(item.split("=", 1) for item in args.launcher_option)
     statuses = run_sweep(args.preset, args.out, jobs=args.jobs, dry_run=args.dry_run, launcher=args.launcher,
@@ -172,7 +203,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .analysis.report import write_report
 
     if not Path(args.dir).is_dir():
         raise LimitlabError(f"{args.dir} is not a directory; give the folder that holds the run directories")
@@ -206,7 +237,10 @@ def _print_summary(rows: list[dict]) -> None:
         print("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``limitlab`` parser. With ``command``, only that subcommand gets its arguments (the others
+    are listed by name), so that ``limitlab --help`` and ``limitlab presets`` stay free of torch and
+    of the data layer, whose registries the training flags' help texts are built from."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -223,25 +257,27 @@ def build_parser() -> argparse.ArgumentParser:
                                    "noisy_labels.npz, checkpoints/{last,best}.pt and summary.json into --out.",
                        epilog="example: limitlab train --dataset mnist --noise uniform:0.8 --train-size 1000 "
                               "--method limit-g --beta 1 --seed 0 --out runs/x")
-    _add_train_flags(p)
-    p.add_argument("--config", help="start from this config JSON (e.g. another run's config.json); flags override it")
-    p.add_argument("--out", required=True, help="run directory to create (must be missing or empty)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+    if command in (None, "train"):
+        _add_train_flags(p)
+        p.add_argument("--config", help="start from this config JSON (e.g. another run's config.json); flags override it")
+        p.add_argument("--out", required=True, help="run directory to create (must be missing or empty)")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+        p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("demo", help="CE vs LIMIT on the embedded digits data with label noise (about a minute)",
                        description="Trains cross-entropy and LIMIT_L on the embedded 8×8 digits (UCI, no download) "
                                    "with synthetic label noise and prints their results side by side.",
                        formatter_class=_DefaultsFormatter)
-    p.add_argument("--noise", default="uniform:0.6", help="label noise spec")
-    p.add_argument("--epochs", type=int, default=100, help="epochs (no early stopping: watch CE memorize)")
-    p.add_argument("--beta", type=float, default=10.0, help="LIMIT's β")
-    p.add_argument("--seed", type=int, default=0, help="seed")
-    p.add_argument("--out", default="runs/demo", help="where the two run directories go (earlier demo runs there are replaced)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
+    if command in (None, "demo"):
+        p.add_argument("--noise", default="uniform:0.6", help="label noise spec")
+        p.add_argument("--epochs", type=int, default=100, help="epochs (no early stopping: watch CE memorize)")
+        p.add_argument("--beta", type=float, default=10.0, help="LIMIT's β")
+        p.add_argument("--seed", type=int, default=0, help="seed")
+        p.add_argument("--out", default="runs/demo", help="where the two run directories go (earlier demo runs there are replaced)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("study", help="multi-run studies of the paper (memorization: the paper's first figure)",
                        description="memorization: MNIST with 80%% uniform label noise, the 4-layer MLP, no early "
@@ -251,19 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "information lower bound). Finished runs in --out are reused, interrupted ones "
                                    "resumed. For a short CPU version: --epochs 30 --train-size 5000.",
                        formatter_class=_DefaultsFormatter)
-    p.add_argument("name", choices=["memorization"], help="which study")
-    p.add_argument("--out", required=True, help="study directory (one run directory per method inside)")
-    p.add_argument("--epochs", type=int, default=400, help="epochs per run (the paper: 400)")
-    p.add_argument("--train-size", type=_optional_int, default=None, help="training examples (default: all 48k)")
-    p.add_argument("--dataset", default="mnist", help="dataset")
-    p.add_argument("--data-dir", default=None, help="data folder (else $LIMITLAB_DATA, else ~/.cache/limitlab)")
-    p.add_argument("--noise", default="uniform:0.8", help="label noise")
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout of the CE + dropout run")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay of the CE + weight decay run")
-    p.add_argument("--beta", type=float, default=10.0, help="LIMIT_L's β")
-    p.add_argument("--seed", type=int, default=0, help="seed")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_study)
+    if command in (None, "study"):
+        p.add_argument("name", choices=["memorization"], help="which study")
+        p.add_argument("--out", required=True, help="study directory (one run directory per method inside)")
+        p.add_argument("--epochs", type=int, default=400, help="epochs per run (the paper: 400)")
+        p.add_argument("--train-size", type=_positive_size, default=None, help="training examples (default: all 48k)")
+        p.add_argument("--dataset", default="mnist", help="dataset")
+        p.add_argument("--data-dir", default=None, help="data folder (else $LIMITLAB_DATA, else ~/.cache/limitlab)")
+        p.add_argument("--noise", default="uniform:0.8", help="label noise")
+        p.add_argument("--dropout", type=float, default=0.5, help="dropout of the CE + dropout run")
+        p.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay of the CE + weight decay run")
+        p.add_argument("--beta", type=float, default=10.0, help="LIMIT_L's β")
+        p.add_argument("--seed", type=int, default=0, help="seed")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("detect", help="score every training label of a run for how likely it is wrong",
                        description="Scores each training example of RUN's best checkpoint for how likely its label "
@@ -275,20 +312,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "examples whose prediction differs from their label, when the corruption is "
                                    "known).",
                        formatter_class=_DefaultsFormatter)
-    p.add_argument("run", help="a run directory written by limitlab train")
-    p.add_argument("--score", default="auto",
-                   help="auto (limit_gradient_mismatch for LIMIT runs, else classifier_disagreement), "
-                        "limit_gradient_mismatch or classifier_disagreement")
-    p.add_argument("--top", type=int, default=64, help="suspects in the image grid, and the k of precision@k")
-    p.add_argument("--out", default=None, help="where to write the files (default: the run directory)")
-    p.add_argument("--batch-size", type=int, default=256, help="batch size of the scoring pass")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_detect)
+    if command in (None, "detect"):
+        p.add_argument("run", help="a run directory written by limitlab train")
+        p.add_argument("--score", default="auto",
+                       help="auto (limit_gradient_mismatch for LIMIT runs, else classifier_disagreement), "
+                            "limit_gradient_mismatch or classifier_disagreement")
+        p.add_argument("--top", type=int, default=64, help="suspects in the image grid, and the k of precision@k")
+        p.add_argument("--out", default=None, help="where to write the files (default: the run directory)")
+        p.add_argument("--batch-size", type=int, default=256, help="batch size of the scoring pass")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+        p.add_argument("--quiet", action="store_true", help="no progress messages")
 
     p = sub.add_parser("presets", help="list the named presets (the paper's experiments), one line each")
-    p.add_argument("filter", nargs="?", default=None, help="show only names containing this text, e.g. mnist-n1000")
     p.set_defaults(func=cmd_presets)
+    if command in (None, "presets"):
+        p.add_argument("filter", nargs="?", default=None, help="show only names containing this text, e.g. mnist-n1000")
 
     p = sub.add_parser("sweep", help="run every run of a preset or grid file, N at a time, resumably",
                        description="Expands PRESET (a name from `limitlab presets`, or a JSON grid file with "
@@ -298,29 +337,31 @@ def build_parser() -> argparse.ArgumentParser:
                                    "resumed, runs locked by another live process left alone; fw/dmi/'+' runs start "
                                    "after the CE run they build on. Re-run the same command after a stop.",
                        formatter_class=_DefaultsFormatter)
-    p.add_argument("preset", help="preset name or JSON grid file")
-    p.add_argument("--out", required=True, help="sweep directory")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
-    p.add_argument("--dry-run", action="store_true", help="print the runs and their state; run nothing")
-    p.add_argument("--launcher", default="local", choices=["local", "submitit"],
-                   help="local processes, or submit through submitit (SLURM; pip install submitit)")
-    p.add_argument("--launcher-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="submitit options, e.g. cluster=slurm, slurm_partition=gpu, timeout_min=600")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_sweep)
+    if command in (None, "sweep"):
+        p.add_argument("preset", help="preset name or JSON grid file")
+        p.add_argument("--out", required=True, help="sweep directory")
+        p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+        p.add_argument("--dry-run", action="store_true", help="print the runs and their state; run nothing")
+        p.add_argument("--launcher", default="local", choices=["local", "submitit"],
+                       help="local processes, or submit through submitit (SLURM; pip install submitit)")
+        p.add_argument("--launcher-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="submitit options, e.g. cluster=slurm, slurm_partition=gpu, timeout_min=600")
+        p.add_argument("--quiet", action="store_true", help="no progress lines")
 
     p = sub.add_parser("report", help="aggregate the runs under DIR into the paper's tables and plots",
                        description="Collects every run directory under DIR; per table cell (dataset, noise, train "
                                    "size, method) selects the hyperparameters with the best mean noisy-validation "
-                                   "accuracy over seeds (SPEC §7) and reports mean ± std over seeds of the test "
+                                   "accuracy over seeds (docs/method.md §7) and reports mean ± std over seeds of the test "
                                    "accuracy at the best-validation epoch and of the final training accuracy on the "
                                    "noisy labels. Writes report.md, report.csv, accuracy_vs_noise.png and curves.png; "
                                    "missing cells and seeds of a partial sweep are marked.",
                        formatter_class=_DefaultsFormatter)
-    p.add_argument("dir", help="a sweep directory (or any folder of run directories)")
-    p.add_argument("--out", default=None, help="where to write the report (default: DIR)")
-    p.add_argument("--preset", default=None, help="the preset of the sweep, to mark missing cells and seeds")
     p.set_defaults(func=cmd_report)
+    if command in (None, "report"):
+        p.add_argument("dir", help="a sweep directory (or any folder of run directories)")
+        p.add_argument("--out", default=None, help="where to write the report (default: DIR)")
+        p.add_argument("--preset", default=None, help="the preset of the sweep, to mark missing cells and seeds")
     return parser
 
 
@@ -333,7 +374,9 @@ def _one_sentence(error: LimitlabError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(command).parse_args(argv)
     try:
         return args.func(args)
     except LimitlabError as e:

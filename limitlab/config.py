@@ -13,14 +13,14 @@ from .errors import LimitlabError
 
 @dataclass
 class Config:
-    # data (SPEC §5)
+    # data (docs/method.md §5)
     dataset: str = "digits"
     data_dir: str | None = None
-    noise: str = "none"             # a noise spec, see limitlab.noise.NOISE_MODELS
+    noise: str = "none"             # a noise spec (limitlab.noise.NOISE_MODELS), e.g. "uniform:0.8"
     train_size: int | None = None   # training subset size, taken before corruption
     val_fraction: float = 0.2       # seeded random share of the official training set
     clean_validation: bool = False  # default: validation labels carry the same noise
-    # model and method (SPEC §2, §6)
+    # model and method (docs/method.md §2, §6; options per method: limitlab.methods)
     model: str | None = None        # None: the dataset's default (cnn4 for 28×28, mlp otherwise)
     method: str = "limit-l"
     beta: float = 10.0              # LIMIT's predicted-gradient norm penalty
@@ -35,7 +35,7 @@ class Config:
     q_init_from: str | None = None  # LIMIT "+": the q-network starts from this CE run's best classifier
     dropout: float = 0.0
     weight_decay: float = 0.0
-    # optimisation and protocol (SPEC §7)
+    # optimisation and protocol (docs/method.md §7)
     lr: float = 1e-3
     batch_size: int = 256
     epochs: int = 400
@@ -79,10 +79,6 @@ class Config:
             (self.warmup >= 0, f"--warmup must be >= 0, not {self.warmup}"),
             (0.0 < self.gce_q <= 1.0, f"--gce-q must be in (0, 1], not {self.gce_q}"),
             (self.penalty_lambda >= 0 and self.penalty_beta >= 0, "--penalty-lambda and --penalty-beta must be >= 0"),
-            (self.method != "fw" or self.init_from or self.transition,
-             "--method fw needs --init-from CE_RUN_DIR (T is estimated from that model) or --transition FILE"),
-            (self.q_init_from is None or self.method in ("limit-g", "limit-l"),
-             f"--q-init-from is for limit-g and limit-l, not {self.method}"),
             (0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), not {self.dropout}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, not {self.weight_decay}"),
             (self.lr > 0, f"--lr must be > 0, not {self.lr}"),
@@ -99,3 +95,9 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise LimitlabError(message)
+        # the method exists, and every method option set is one it reads (limitlab.methods)
+        from .methods import option_problem
+
+        problem = option_problem(self)
+        if problem:
+            raise LimitlabError(problem)

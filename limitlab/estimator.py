@@ -33,15 +33,17 @@ except ImportError as e:  # scikit-learn < 1.6 lacks validate_data
     raise ImportError("LimitClassifier needs scikit-learn >= 1.6 and pandas: pip install 'limitlab[sklearn]'") from e
 
 from . import metrics, noise
+from .analysis.detect import label_issues as score_label_issues
 from .config import Config
-from .data import split_train_val
+from .data.core import split_train_val
+from .data.run import RunData, Split
 from .data.table import DataError, check_features, check_not_sparse, check_same_length, encode_labels
-from .detect import label_issues as score_label_issues
 from .errors import LimitlabError
 from .factories import build_from_factory, check_output_shape, is_factory_spec, load_factory
-from .models import MODELS, build_model
-from .objectives import METHODS, build_objective
-from .train import RunData, Runtime, Split, default_model, evaluate, predict, resolve_device, train_one_epoch
+from .methods import METHODS, build_objective
+from .models import MODELS, build_model, default_model
+from .runtime import Runtime, resolve_device
+from .train import evaluate, predict, train_one_epoch
 
 __all__ = ["LimitClassifier", "find_label_issues"]
 
@@ -196,7 +198,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         noisy_entropy = float("nan")
         if true_labels is not None:
             freq = np.bincount(truth[train_idx], minlength=k)
-            noisy_entropy = noise.noisy_label_entropy_bits(
+            noisy_entropy = metrics.noisy_label_entropy_bits(
                 noise.empirical_transition(truth[train_idx], y_idx[train_idx], k), freq)
 
         scale, shift = _standardisation(x[train_idx])
@@ -238,7 +240,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         for epoch in _progress(range(1, self.epochs + 1), self.verbose, self.method):
             t0 = time.perf_counter()
             objective.start_epoch(epoch)
-            parts = train_one_epoch(objective, optimizer, data, self.batch_size, generator, runtime)
+            parts = train_one_epoch(objective, optimizer, data, batch_size=self.batch_size, generator=generator,
+                                    runtime=runtime)
             train_seconds = time.perf_counter() - t0
             if not all(math.isfinite(v) for v in parts.values()):
                 raise LimitlabError(f"training diverged: the loss became {parts['loss']} in epoch {epoch}; "
@@ -307,7 +310,9 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         if unknown:
             raise ValueError(f"method_options has unknown or estimator-level key(s) {', '.join(unknown)}; "
                              f"use Config fields such as warmup, sample_lambda, gce_q, grad_noise, dropout")
-        config = Config(method=self.method, beta=float(self.beta), epochs=self.epochs, patience=self.patience,
+        if "beta" in METHODS.get(self.method).options:  # other methods refuse a beta they do not read
+            options["beta"] = float(self.beta)
+        config = Config(method=self.method, epochs=self.epochs, patience=self.patience,
                         batch_size=self.batch_size, lr=float(self.lr), weight_decay=float(self.weight_decay),
                         seed=seed, eval_batch_size=max(1024, self.batch_size), **options)
         config.validate()
@@ -329,10 +334,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             if name not in MODELS:
                 raise ValueError(f"module {name!r} is not a registered model ({', '.join(MODELS)}) nor "
                                  "'package.module:factory'")
-            shape = input_shape if len(input_shape) == 3 else (math.prod(input_shape), 1, 1)
-
             def make_model(role, head_bias=True):
-                return build_model(name, shape, num_classes, role, dropout, head_bias)
+                return build_model(name, input_shape, num_classes, role=role, dropout=dropout, head_bias=head_bias)
             return make_model
         factory = load_factory(m) if isinstance(m, str) else m
         if not callable(factory):
@@ -385,7 +388,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         labels = torch.zeros(len(x), dtype=torch.int64, device=x.device)
         data = self._run_data(Split(labels, x), Split(labels[:0], x[:0]), labels, self._input_shape,
                               len(self.classes_), self._scale, self._shift)
-        probs = predict(model, data, data.train, max(1024, self.batch_size), self._runtime, proba=True)
+        probs = predict(model, data, data.train, batch_size=max(1024, self.batch_size), runtime=self._runtime,
+                        proba=True)
         probs = probs.double().cpu().numpy()
         return probs / probs.sum(1, keepdims=True)
 

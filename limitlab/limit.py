@@ -49,6 +49,7 @@ def limit_loss(
     logits: torch.Tensor,
     q_logits: torch.Tensor,
     targets: torch.Tensor,
+    *,
     q_dist: str = "gaussian",
     beta: float = 0.0,
     sample_lambda: float | None = None,
@@ -115,6 +116,7 @@ class LIMIT(nn.Module):
         self,
         classifier: nn.Module,
         q_network: nn.Module,
+        *,
         q_dist: str = "gaussian",
         beta: float = 0.0,
         sample_lambda: float | None = None,
@@ -134,7 +136,7 @@ class LIMIT(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_classifier):
             logits = self.classifier(x)
         loss = limit_loss(
-            logits, self.q_network(x), y, self.q_dist, self.beta, self.sample_lambda,
+            logits, self.q_network(x), y, q_dist=self.q_dist, beta=self.beta, sample_lambda=self.sample_lambda,
             train_classifier=self.train_classifier, parts=self.parts,
         )
         return loss, logits

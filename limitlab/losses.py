@@ -1,4 +1,4 @@
-"""The paper's baseline losses (SPEC §3) as functions on tensors: logits [B, K], targets [B] int64.
+"""The paper's baseline losses (docs/method.md §3) as functions on tensors: logits [B, K], targets [B] int64.
 
 Each returns a scalar batch mean unless it says otherwise. They know nothing of the loop; the
 objectives in :mod:`limitlab.objectives` wrap them.
@@ -55,7 +55,7 @@ def logit_gradient_noise(logits: torch.Tensor, dist: str, sigma: float) -> torch
 
 def estimate_transition(probs: np.ndarray, percentile: float = 97.0) -> np.ndarray:
     """Estimate ``T[true, observed]`` from a CE model's softmax outputs on the noisy training set
-    (Patrini et al. 2017; SPEC §3): for each class i, the example at the ``percentile``-th
+    (Patrini et al. 2017; docs/method.md §3): for each class i, the example at the ``percentile``-th
     percentile of ``p_i`` stands in for a perfect example of class i, and its softmax vector
     becomes row i; rows are normalised.
 

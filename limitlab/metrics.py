@@ -1,5 +1,6 @@
-"""Measurements of SPEC §8: accuracy against noisy and true labels, memorization of the corrupted
-examples, and Fano's lower bound on the label-noise information stored in the weights."""
+"""Every measurement of docs/method.md §8: accuracy against noisy and true labels, memorization of the
+corrupted examples, Fano's lower bound on the label-noise information stored in the weights with the
+noisy-label entropy it needs, and the label-error scores with their precision, recall and AUROC."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import math
 
 import numpy as np
 import torch
+
+from .errors import LimitlabError
+from .noise import check_transition
 
 
 def label_fit(preds: torch.Tensor, noisy: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
@@ -41,7 +45,7 @@ def binary_entropy_bits(r: float) -> float:
 
 
 def fano_information_lower_bound(train_error: float, num_classes: int, noisy_entropy_bits: float) -> float:
-    """Lower bound on I(w; ỹ | x) / n in bits per example (SPEC §8), from Fano's inequality.
+    """Lower bound on I(w; ỹ | x) / n in bits per example (docs/method.md §8), from Fano's inequality.
 
     ``train_error`` r is the fraction of training examples whose prediction differs from the noisy
     label; ``noisy_entropy_bits`` is H(ỹ|x) (see :func:`limitlab.noise.noisy_label_entropy_bits`).
@@ -53,7 +57,7 @@ def fano_information_lower_bound(train_error: float, num_classes: int, noisy_ent
     return max(0.0, bound)
 
 
-# --------------------------------------------------------------------------- label-error detection (SPEC §8)
+# --------------------------------------------------------------------------- label-error detection (docs/method.md §8)
 # NumPy in, NumPy out (the detection files and the benchmarks work on whole arrays).
 
 
@@ -202,3 +206,39 @@ def flagged_metrics(flagged: np.ndarray, is_error: np.ndarray) -> dict[str, floa
     else:
         f1 = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+# --------------------------------------------------------------------------- H(ỹ|x) for the bound (docs/method.md §8)
+def _entropy_bits(probs: np.ndarray) -> np.ndarray:
+    """Entropy in bits along the last axis, with 0 log 0 = 0."""
+    probs = np.asarray(probs, dtype=np.float64)
+    terms = np.where(probs > 0, -probs * np.log2(np.where(probs > 0, probs, 1.0)), 0.0)
+    return terms.sum(axis=-1)
+
+
+def noisy_label_entropy_bits(transition: np.ndarray, class_frequencies: np.ndarray) -> float:
+    """``H(noisy label | x)`` in bits, assuming the true label is a function of ``x``.
+
+    Equals ``sum_y pi_y * H(T[y, :])``. For uniform noise p=0.8, K=10 with any class frequencies
+    this is 3.258 bits.
+
+    Parameters
+    ----------
+    transition : np.ndarray, shape (K, K)
+        Row-stochastic matrix ``T[true, observed]``.
+    class_frequencies : np.ndarray, shape (K,)
+        Frequencies ``pi_y`` of the true classes; non-negative, normalised here (counts are fine).
+
+    Returns
+    -------
+    entropy : float
+        Bits per example, in [0, log2 K].
+    """
+    t = check_transition(transition)
+    pi = np.asarray(class_frequencies, dtype=np.float64)
+    if pi.shape != (t.shape[0],):
+        raise LimitlabError(f"class frequencies have shape {pi.shape} but must have one entry per class, shape ({t.shape[0]},)")
+    if not np.all(np.isfinite(pi)) or np.any(pi < 0) or pi.sum() <= 0:
+        raise LimitlabError("class frequencies must be finite, non-negative and not all zero")
+    return float(pi @ _entropy_bits(t) / pi.sum())
+

@@ -1,14 +1,18 @@
-"""The paper's architectures (SPEC §6), built by name: ``build_model("cnn4", (1, 28, 28), 10)``."""
+"""The architectures (docs/method.md §6), registered by name: ``build_model("cnn4", (1, 28, 28), 10)``."""
 
 from __future__ import annotations
 
+import math
 import warnings
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .errors import LimitlabError
 from .factories import build_from_factory, is_factory_spec, load_factory
+from .registry import Registry, decorator
 
 
 def _conv_bn_relu(c_in: int, c_out: int, k: int, s: int, p: int) -> list[nn.Module]:
@@ -247,56 +251,122 @@ def load_backbone(model: ResNet, src: dict[str, torch.Tensor]) -> None:
     model.load_state_dict(src, strict=False)
 
 
-MODELS = {
-    "cnn4": "the paper's 4-layer CNN for 28×28 images (MNIST, Fashion-MNIST)",
-    "mlp": "4 × [fc512 BN ReLU] → fc K (the memorization study; any input size)",
-    "linear": "one linear layer on the flattened image (multinomial logistic regression; no BatchNorm)",
-    "resnet18": "ResNet-18 (BasicBlocks [2,2,2,2]); CIFAR stem for images up to 64×64, ImageNet stem above",
-    "resnet34": "ResNet-34 (BasicBlocks [3,4,6,3]); CIFAR stem up to 64×64 (the paper's CIFAR net), ImageNet above",
-    "resnet50": "ResNet-50 (Bottlenecks [3,4,6,3], ImageNet stem, torchvision names; the paper's Clothing1M net)",
-}
+@dataclass(frozen=True)
+class ModelSpec:
+    """An architecture: ``build(input_shape, num_classes, *, role, dropout, head_bias, pretrained,
+    **options) -> nn.Module``; the module has ``forward_features(x)`` (z, the last layer's input)
+    and ``head`` (the last layer)."""
+
+    name: str
+    description: str
+    build: Callable[..., nn.Module]
 
 
-def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, role: str = "classifier",
-                dropout: float = 0.0, head_bias: bool = True, pretrained: bool = False,
-                stem: str | None = None, zero_init_residual: bool = False) -> nn.Module:
-    """Build architecture ``name`` for inputs of ``input_shape`` = (C, H, W).
+MODELS: Registry[ModelSpec] = Registry("model", "--model")
+register_model = decorator(MODELS, ModelSpec)
 
-    ``role`` is "classifier" or "q" (LIMIT's q-network; for cnn4 it has BN in fc128, SPEC §6;
-    for the ResNets it is the same architecture).
-    Every model has ``forward_features(x)`` (z, the last layer's input) and ``head`` (the last
-    layer); ``head_bias=False`` makes the last layer bias-free (the Penalize baseline).
-    ResNets: ``stem`` is None (resnet18/34: "cifar" if H, W ≤ 64 else "imagenet"; resnet50:
-    "imagenet"), "cifar" or "imagenet"; ``pretrained=True`` (resnet50 only) starts from
-    torchvision's ImageNet weights, all but the head (a warning and random weights when
-    torchvision is not installed); ``zero_init_residual`` zeroes each block's last BN weight.
+
+@register_model("cnn4", description="the paper's 4-layer CNN for 28×28 images (MNIST, Fashion-MNIST)")
+def _cnn4(input_shape, num_classes, *, role="classifier", dropout=0.0, head_bias=True, **_):
+    c, h, w = input_shape
+    if (h, w) != (28, 28):
+        raise LimitlabError(f"model cnn4 needs 28×28 images but the data are {h}×{w}; use --model mlp")
+    # LIMIT's q-network has BatchNorm in fc128 (docs/method.md §6)
+    return CNN4(c, num_classes, fc_batchnorm=(role == "q"), dropout=dropout, head_bias=head_bias)
+
+
+@register_model("mlp", description="4 × [fc512 BN ReLU] → fc K (the memorization study; any input size)")
+def _mlp(input_shape, num_classes, *, dropout=0.0, head_bias=True, **_):
+    return MLP(math.prod(input_shape), num_classes, dropout=dropout, head_bias=head_bias)
+
+
+@register_model("linear", description="one linear layer on the flattened input (multinomial logistic regression; "
+                                      "no BatchNorm)")
+def _linear(input_shape, num_classes, *, head_bias=True, **_):
+    return MLP(math.prod(input_shape), num_classes, depth=0, head_bias=head_bias)
+
+
+def _resnet(name: str):
+    def build(input_shape, num_classes, *, dropout=0.0, head_bias=True, pretrained=False, stem=None,
+              zero_init_residual=False, **_):
+        if len(input_shape) != 3:
+            raise LimitlabError(f"model {name} needs images [C, H, W], but the inputs have shape "
+                                f"{tuple(input_shape)}; use --model mlp")
+        c, h, w = input_shape
+        if h < 8 or w < 8:
+            raise LimitlabError(f"model {name} needs images of at least 8×8 but the data are {h}×{w}; use --model mlp")
+        block, layers = _RESNETS[name]
+        pretrained_state = torchvision_resnet50_state() if pretrained else None  # fetch before building
+        if stem is None:
+            stem = "imagenet" if name == "resnet50" or h > 64 or w > 64 else "cifar"
+        model = ResNet(block, layers, c, num_classes, stem=stem, dropout=dropout, head_bias=head_bias,
+                       zero_init_residual=zero_init_residual)
+        if pretrained_state is not None:
+            load_backbone(model, pretrained_state)
+        return model
+    return build
+
+
+for _name, _text in (
+        ("resnet18", "ResNet-18 (BasicBlocks [2,2,2,2]); CIFAR stem for images up to 64×64, ImageNet stem above"),
+        ("resnet34", "ResNet-34 (BasicBlocks [3,4,6,3]); CIFAR stem up to 64×64 (the paper's CIFAR net), "
+                     "ImageNet above"),
+        ("resnet50", "ResNet-50 (Bottlenecks [3,4,6,3], ImageNet stem, torchvision names; the paper's "
+                     "Clothing1M net)")):
+    register_model(_name, description=_text)(_resnet(_name))
+
+PRETRAINED = ("resnet50",)  # architectures with ImageNet weights (through the optional torchvision)
+
+
+def default_model(input_shape: tuple[int, ...]) -> str:
+    """The architecture a dataset gets when ``--model`` is not given: cnn4 for 28×28 images, a ResNet
+    for colour images of 32×32 and more (ResNet-34 up to 64×64, else ResNet-50), mlp otherwise."""
+    if len(input_shape) != 3:
+        return "mlp"
+    c, h, w = input_shape
+    if (h, w) == (28, 28):
+        return "cnn4"
+    if h >= 32 and c == 3:
+        return "resnet34" if h <= 64 else "resnet50"
+    return "mlp"
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, role: str = "classifier",
+                dropout: float = 0.0, head_bias: bool = True, pretrained: bool = False, **options) -> nn.Module:
+    """Build the registered architecture ``name`` for inputs of ``input_shape`` (e.g. (C, H, W)).
+
+    Parameters
+    ----------
+    name : str
+        A name in :data:`MODELS`, or ``package.module:factory`` (a user's network, see
+        :mod:`limitlab.factories`; ``role``, ``dropout`` and ``options`` do not apply to it).
+    input_shape : tuple of int
+        The shape of one input, e.g. ``(1, 28, 28)``.
+    num_classes : int
+        K, the number of outputs.
+    role : {"classifier", "q"}
+        LIMIT's q-network may differ from the classifier (cnn4: BatchNorm in fc128, docs/method.md §6).
+    dropout : float
+        Dropout rate in the hidden layers.
+    head_bias : bool
+        False makes the last layer bias-free (the Penalize baseline).
+    pretrained : bool
+        Start from ImageNet weights (resnet50 only; a warning and random weights without torchvision).
+    **options
+        Passed to the builder, e.g. ``stem="cifar"|"imagenet"`` and ``zero_init_residual`` for ResNets.
+
+    Returns
+    -------
+    nn.Module
+        With ``forward_features(x)`` (z, the last layer's input) and ``head`` (the last layer).
     """
     if is_factory_spec(name):  # --model package.module:factory, called as factory(input_shape, num_classes)
         if not head_bias:
             raise LimitlabError(f"this method needs a network with a bias-free last layer (head) and forward_features(); "
                                 f"--model {name} is a factory, so use a registered model")
         return build_from_factory(load_factory(name), input_shape, num_classes, name)
-    c, h, w = input_shape
-    if name not in MODELS:
-        raise LimitlabError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    if pretrained and name != "resnet50":
-        raise LimitlabError(f"pretrained weights exist only for resnet50, not {name}; drop pretrained")
-    if name == "cnn4":
-        if (h, w) != (28, 28):
-            raise LimitlabError(f"model cnn4 needs 28×28 images but the data are {h}×{w}; use --model mlp")
-        return CNN4(c, num_classes, fc_batchnorm=(role == "q"), dropout=dropout, head_bias=head_bias)
-    if name == "mlp":
-        return MLP(c * h * w, num_classes, dropout=dropout, head_bias=head_bias)
-    if name == "linear":
-        return MLP(c * h * w, num_classes, depth=0, head_bias=head_bias)
-    if h < 8 or w < 8:
-        raise LimitlabError(f"model {name} needs images of at least 8×8 but the data are {h}×{w}; use --model mlp")
-    block, layers = _RESNETS[name]
-    pretrained_state = torchvision_resnet50_state() if pretrained else None  # fetch before building
-    if stem is None:
-        stem = "imagenet" if name == "resnet50" or h > 64 or w > 64 else "cifar"
-    model = ResNet(block, layers, c, num_classes, stem=stem, dropout=dropout, head_bias=head_bias,
-                   zero_init_residual=zero_init_residual)
-    if pretrained_state is not None:
-        load_backbone(model, pretrained_state)
-    return model
+    spec = MODELS.get(name)
+    if pretrained and name not in PRETRAINED:
+        raise LimitlabError(f"pretrained weights exist only for {', '.join(PRETRAINED)}, not {name}; drop pretrained")
+    return spec.build(tuple(input_shape), num_classes, role=role, dropout=dropout, head_bias=head_bias,
+                      pretrained=pretrained, **options)

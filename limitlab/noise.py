@@ -1,4 +1,5 @@
-"""Label-noise models (SPEC section 4) and the label-noise information bound (SPEC section 8).
+"""Label-noise models (docs/method.md §4), registered by name: transition matrices, seeded corruption
+and realised rates.
 
 A noise model is a K x K row-stochastic transition matrix ``T[true, observed]``: a training label
 ``y`` is replaced by a draw from row ``T[y]``. Everything here is NumPy arrays in, arrays out.
@@ -15,22 +16,15 @@ Every user mistake raises :class:`limitlab.errors.LimitlabError` with a one-sent
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .errors import LimitlabError
+from .registry import Registry
 
-NOISE_MODELS: dict[str, str] = {
-    "none": "clean labels (identity transition matrix)",
-    "uniform": "uniform:p - paper convention, label moves to one of the other K-1 classes with total probability p",
-    "symmetric": "symmetric:p - DivideMix convention, label redrawn uniformly over all K classes with probability p (real rate p(K-1)/K)",
-    "pairflip": "pairflip:p - class i becomes class (i+1) mod K with probability p",
-    "pair-cifar10": "pair-cifar10:p - CIFAR-10 pairs truck->automobile, bird->airplane, deer->horse, cat->dog with probability p",
-    "matrix": "matrix:FILE - a K x K row-stochastic matrix from a .npy, .csv or whitespace-separated .txt file",
-    "labels": "labels:FILE[:KEY] - noisy labels for the official training set, in order, from a .npy, .csv/.txt "
-              "(one per line) or .pt file (KEY, e.g. CIFAR-10N's aggre_label)",
-}
 
 # CIFAR-10 class indices: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog, 7 horse, 9 truck.
 _CIFAR10_PAIRS = {9: 1, 2: 0, 4: 7, 3: 5}
@@ -58,7 +52,7 @@ def _check_rate(p: float, name: str = "noise rate") -> float:
     return p
 
 
-def _check_transition(transition, num_classes: int | None = None, where: str = "") -> np.ndarray:
+def check_transition(transition, num_classes: int | None = None, where: str = "") -> np.ndarray:
     """Return ``transition`` as a float64 K x K array, or raise if it is not row-stochastic."""
     src = f" in {where}" if where else ""
     t = np.asarray(transition)
@@ -217,14 +211,82 @@ def load_transition(path, num_classes: int) -> np.ndarray:
         raise LimitlabError(
             f"could not read transition matrix file '{path}' ({reason}); write it with numpy.save or as comma/whitespace-separated numbers"
         ) from None
-    return _check_transition(data, k, where=f"'{path}'")
+    return check_transition(data, k, where=f"'{path}'")
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """A noise model: ``build(num_classes, argument) -> T`` (K × K, row-stochastic). ``argument`` says
+    what follows the colon of the spec: ``"p"`` (a rate in [0, 1], passed as a float), ``"FILE"``
+    (passed as text) or None (no argument). A model with ``read_labels`` reads the noisy labels
+    themselves (see :func:`noisy_labels`)."""
+
+    name: str
+    description: str
+    build: Callable[[int, object], np.ndarray]
+    argument: str | None = "p"
+    # Models whose noisy labels are given, not drawn from a T (labels:FILE[:KEY]):
+    # read_labels(argument, true_labels, num_classes, search_folders) -> noisy labels [N].
+    read_labels: Callable | None = None
+
+
+def _labels_have_no_matrix(k, arg):
+    raise LimitlabError(f"noise spec 'labels:{arg}' reads the noisy labels from a file and has no transition matrix "
+                        "of its own; use noise.noisy_labels(spec, true_labels, K, seed)")
+
+
+NOISE_MODELS: Registry[NoiseSpec] = Registry("noise model", "--noise")
+for _spec in (
+    NoiseSpec("none", "clean labels (identity transition matrix)", lambda k, _: np.eye(k), argument=None),
+    NoiseSpec("uniform", "paper convention: the label moves to one of the other K-1 classes with total "
+                         "probability p", uniform_transition),
+    NoiseSpec("symmetric", "DivideMix convention: the label is redrawn uniformly over all K classes with "
+                           "probability p (real rate p(K-1)/K)", symmetric_transition),
+    NoiseSpec("pairflip", "class i becomes class (i+1) mod K with probability p", pairflip_transition),
+    NoiseSpec("pair-cifar10", "CIFAR-10 pairs truck->automobile, bird->airplane, deer->horse, cat->dog with "
+                              "probability p", lambda k, p: pair_cifar10_transition(p, k)),
+    NoiseSpec("matrix", "a K x K row-stochastic matrix from a .npy, .csv or whitespace-separated .txt file",
+              lambda k, path: load_transition(path, k), argument="FILE"),
+    NoiseSpec("labels", "noisy labels for the official training set, in its order, from a .npy, a .csv/.txt (one "
+                        "per line) or a .pt file with KEY (e.g. CIFAR-10N's aggre_label); the dataset's labels stay "
+                        "the true ones", _labels_have_no_matrix, argument="FILE[:KEY]",
+              read_labels=lambda arg, true, k, search: load_noisy_labels(arg, true, k, search)),
+):
+    NOISE_MODELS.add(_spec)
+
+
+def noise_specs_text() -> str:
+    """``none, uniform:p, …, matrix:FILE``: the spec forms, for help texts."""
+    return ", ".join(s.name + (f":{s.argument}" if s.argument else "") for s in NOISE_MODELS.specs())
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``'uniform:0.8'`` → ``('uniform', '0.8')``; ``'none'`` → ``('none', None)``. The one place a
+    noise spec is taken apart (names are case-insensitive, spaces around parts ignored)."""
+    name, sep, arg = str(spec).strip().partition(":")
+    return name.strip().lower(), (arg.strip() if sep else None)
+
+
+def noise_rate(spec: str) -> float | None:
+    """The rate p of a spec such as ``'uniform:0.8'`` (0 for ``none``), or None when the spec has no
+    rate (``matrix:FILE``) or it is not a number."""
+    name, arg = split_spec(spec)
+    if name == "none":
+        return 0.0
+    spec_ = NOISE_MODELS.get(name) if name in NOISE_MODELS else None
+    if spec_ is None or spec_.argument != "p":
+        return None
+    try:
+        return float(arg)
+    except (TypeError, ValueError):
+        return None
 
 
 def parse_noise(spec: str, num_classes: int) -> np.ndarray:
     """Build the transition matrix for a noise spec such as ``'uniform:0.8'``.
 
-    Specs: ``none``, ``uniform:p``, ``symmetric:p``, ``pairflip:p``, ``pair-cifar10:p``,
-    ``matrix:FILE`` (see :data:`NOISE_MODELS`); p must be a number in [0, 1].
+    Specs: ``NAME`` or ``NAME:ARG`` with NAME in :data:`NOISE_MODELS`: ``none``, ``uniform:p``,
+    ``symmetric:p``, ``pairflip:p``, ``pair-cifar10:p``, ``matrix:FILE``; p must be in [0, 1].
 
     Parameters
     ----------
@@ -239,32 +301,27 @@ def parse_noise(spec: str, num_classes: int) -> np.ndarray:
         Row-stochastic matrix ``T[true, observed]`` (the identity for ``none``).
     """
     k = _check_num_classes(num_classes)
-    name, sep, arg = str(spec).strip().partition(":")
-    name, arg = name.strip().lower(), arg.strip()
+    name, arg = split_spec(spec)
     if name not in NOISE_MODELS:
-        raise LimitlabError(f"unknown noise model '{name}' in '{spec}'; known models: {', '.join(NOISE_MODELS)}")
-    if name == "none":
-        if sep:
-            raise LimitlabError(f"noise model 'none' takes no argument, got '{spec}'; write just 'none'")
-        return np.eye(k)
+        raise LimitlabError(f"unknown noise model '{name}' in '{spec}'; known models: {noise_specs_text()}")
+    entry = NOISE_MODELS.get(name)
+    if entry.argument is None:
+        if arg is not None:
+            raise LimitlabError(f"noise model '{name}' takes no argument, got '{spec}'; write just '{name}'")
+        return entry.build(k, None)
     if not arg:
-        example = "matrix:T.npy" if name == "matrix" else f"{name}:0.4"
-        what = "a file name" if name == "matrix" else "a rate p in [0, 1]"
+        example = f"{name}:T.npy" if entry.argument == "FILE" else f"{name}:0.4"
+        what = "a file name" if entry.argument == "FILE" else "a rate p in [0, 1]"
         raise LimitlabError(f"noise spec '{spec}' is missing {what}; write it like '{example}'")
-    if name == "matrix":
-        return load_transition(arg, k)
-    if name == "labels":
-        raise LimitlabError(f"noise spec '{spec}' reads labels from a file and has no transition matrix of its own; "
-                            "use noise.noisy_labels(spec, true_labels, K, seed)")
+    if entry.argument != "p":
+        return entry.build(k, arg)
     try:
         p = float(arg)
     except ValueError:
         raise LimitlabError(f"noise rate '{arg}' in '{spec}' is not a number; give a value in [0, 1], e.g. '{name}:0.4'") from None
     if not 0.0 <= p <= 1.0:
         raise LimitlabError(f"noise rate {arg} in '{spec}' is outside [0, 1]")
-    if name == "pair-cifar10":
-        return pair_cifar10_transition(p, k)
-    return {"uniform": uniform_transition, "symmetric": symmetric_transition, "pairflip": pairflip_transition}[name](k, p)
+    return entry.build(k, p)
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,18 +331,9 @@ def parse_noise(spec: str, num_classes: int) -> np.ndarray:
 LABEL_FILE_SUFFIXES = (".npy", ".csv", ".txt", ".pt")
 
 
-def is_label_file_spec(spec: str) -> bool:
-    """True for ``labels:FILE[:KEY]`` specs (noisy labels read from a file, not drawn from a T)."""
-    return str(spec).strip().lower().startswith("labels:") or str(spec).strip().lower() == "labels"
-
-
-def _split_label_spec(spec: str, search: tuple = ()) -> tuple[Path, str | None]:
-    """``labels:FILE[:KEY]`` -> (the file, KEY or None). FILE is looked for as given, then inside each
-    folder of ``search`` (e.g. the data root) when it is relative."""
-    arg = str(spec).strip().partition(":")[2].strip()
-    if not arg:
-        raise LimitlabError(f"noise spec '{spec}' is missing a file; write it like 'labels:noisy.npy' or "
-                            "'labels:CIFAR-10_human.pt:aggre_label'")
+def _split_label_argument(arg: str, search: tuple = ()) -> tuple[Path, str | None]:
+    """``FILE[:KEY]`` -> (the file, KEY or None). FILE is looked for as given, then inside each folder
+    of ``search`` (e.g. the data root) when it is relative."""
 
     def find(text: str) -> Path | None:
         path = Path(text).expanduser()
@@ -380,14 +428,15 @@ def read_label_file(path: Path, key: str | None = None) -> tuple[np.ndarray, dic
     return np.array([int(t) for t in lines], dtype=np.int64), {}
 
 
-def load_noisy_labels(spec: str, true_labels: np.ndarray, num_classes: int, search: tuple = ()) -> np.ndarray:
-    """The noisy labels of ``labels:FILE[:KEY]``, one per official training example, in order.
+def load_noisy_labels(argument: str, true_labels: np.ndarray, num_classes: int, search: tuple = ()) -> np.ndarray:
+    """The noisy labels of ``labels:FILE[:KEY]`` (``argument`` is ``FILE[:KEY]``), one per official
+    training example, in order.
 
     Checked: integers, the same length as ``true_labels`` and in [0, K); and when a .pt file also holds
     ``clean_label`` (CIFAR-10N/100N), that it agrees with ``true_labels``, so that a file for another
     dataset or order is caught.
     """
-    path, key = _split_label_spec(spec, search)
+    path, key = _split_label_argument(argument, search)
     labels, contents = read_label_file(path, key)
     where = f"{path}" + (f" [{key}]" if key else "")
     if labels.ndim != 1:
@@ -417,16 +466,22 @@ def noisy_labels(spec: str, true_labels: np.ndarray, num_classes: int, seed: int
     """The noisy labels of a noise spec and the transition matrix they come from.
 
     Synthetic specs: T from :func:`parse_noise`, labels drawn by :func:`corrupt_labels` with
-    ``seed``. ``labels:FILE[:KEY]``: the labels of the file (see :func:`load_noisy_labels`;
-    ``search`` folders are tried for a relative FILE) and T their :func:`empirical_transition`.
+    ``seed``. Models that read their labels (``labels:FILE[:KEY]``, see :func:`load_noisy_labels`;
+    ``search`` folders are tried for a relative FILE): those labels, and T their
+    :func:`empirical_transition` (so that H(ỹ|x) and the information bound still work).
 
     Returns
     -------
     noisy : np.ndarray of int64, shape (N,)
     transition : np.ndarray, shape (K, K)
     """
-    if is_label_file_spec(spec):
-        noisy = load_noisy_labels(spec, true_labels, num_classes, search)
+    name, arg = split_spec(spec)
+    entry = NOISE_MODELS.get(name) if name in NOISE_MODELS else None
+    if entry is not None and entry.read_labels is not None:
+        if not arg:
+            raise LimitlabError(f"noise spec '{spec}' is missing a file; write it like '{name}:noisy.npy' or "
+                                f"'{name}:CIFAR-10_human.pt:aggre_label'")
+        noisy = entry.read_labels(arg, np.asarray(true_labels), _check_num_classes(num_classes), search)
         return noisy, empirical_transition(true_labels, noisy, num_classes)
     transition = parse_noise(spec, num_classes)
     return corrupt_labels(true_labels, transition, seed), transition
@@ -457,7 +512,7 @@ def corrupt_labels(labels: np.ndarray, transition: np.ndarray, seed: int) -> np.
     noisy_labels : np.ndarray of int64, same shape as ``labels``
         The corrupted labels. ``noisy_labels != labels`` is the corruption mask.
     """
-    t = _check_transition(transition)
+    t = check_transition(transition)
     k = t.shape[0]
     y = np.asarray(labels)
     if y.dtype.kind not in "iu":
@@ -525,42 +580,3 @@ def realised_rate(true_labels: np.ndarray, noisy_labels: np.ndarray) -> float:
     if a.size == 0:
         raise LimitlabError("cannot compute a noise rate from zero labels; check that the data split is not empty")
     return float(np.mean(a != b))
-
-
-# --------------------------------------------------------------------------------------------
-# Information bound (SPEC section 8)
-# --------------------------------------------------------------------------------------------
-
-def _entropy_bits(probs: np.ndarray) -> np.ndarray:
-    """Entropy in bits along the last axis, with 0 log 0 = 0."""
-    probs = np.asarray(probs, dtype=np.float64)
-    terms = np.where(probs > 0, -probs * np.log2(np.where(probs > 0, probs, 1.0)), 0.0)
-    return terms.sum(axis=-1)
-
-
-def noisy_label_entropy_bits(transition: np.ndarray, class_frequencies: np.ndarray) -> float:
-    """``H(noisy label | x)`` in bits, assuming the true label is a function of ``x``.
-
-    Equals ``sum_y pi_y * H(T[y, :])``. For uniform noise p=0.8, K=10 with any class frequencies
-    this is 3.258 bits.
-
-    Parameters
-    ----------
-    transition : np.ndarray, shape (K, K)
-        Row-stochastic matrix ``T[true, observed]``.
-    class_frequencies : np.ndarray, shape (K,)
-        Frequencies ``pi_y`` of the true classes; non-negative, normalised here (counts are fine).
-
-    Returns
-    -------
-    entropy : float
-        Bits per example, in [0, log2 K].
-    """
-    t = _check_transition(transition)
-    pi = np.asarray(class_frequencies, dtype=np.float64)
-    if pi.shape != (t.shape[0],):
-        raise LimitlabError(f"class frequencies have shape {pi.shape} but must have one entry per class, shape ({t.shape[0]},)")
-    if not np.all(np.isfinite(pi)) or np.any(pi < 0) or pi.sum() <= 0:
-        raise LimitlabError("class frequencies must be finite, non-negative and not all zero")
-    return float(pi @ _entropy_bits(t) / pi.sum())
-

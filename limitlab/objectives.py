@@ -1,11 +1,12 @@
-"""Training objectives behind the loop's one interface, registered by name (``--method``).
+"""Training objectives behind the loop's one interface; :mod:`limitlab.methods` registers them by name.
 
 An objective is an ``nn.Module`` that owns its networks and has
 - ``classifier``: the network that is evaluated, checkpointed as "the model" and kept;
 - ``forward(x, y) -> (loss, classifier_logits)`` for a training batch (one backward per step);
 - ``parts``: a dict of detached scalar loss parts from the last call (logged per epoch);
 - ``start_epoch(epoch)``: called before each training epoch (e.g. LIMIT's warm-up).
-A new method is one new class here and one registry entry; the loop does not change.
+A new method is one registration in :mod:`limitlab.methods` (and a class here if none of these fits);
+the loop does not change.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import losses
-from .errors import LimitlabError
 from .limit import LIMIT
 
 
@@ -49,7 +49,7 @@ class LimitObjective(LIMIT, Objective):
     """LIMIT (see :mod:`limitlab.limit`) with warm-up: for the first ``warmup`` epochs only q trains."""
 
     def __init__(self, classifier, q_network, q_dist, beta, sample_lambda=None, warmup: int = 0):
-        LIMIT.__init__(self, classifier, q_network, q_dist, beta, sample_lambda)
+        LIMIT.__init__(self, classifier, q_network, q_dist=q_dist, beta=beta, sample_lambda=sample_lambda)
         self.warmup = warmup
 
     def start_epoch(self, epoch: int) -> None:
@@ -85,7 +85,7 @@ class LossOnLogits(Objective):
 
 
 class Penalize(Objective):
-    """The soft-regularization baseline (SPEC §2): CE + λ‖z‖²‖e_y − s(q)‖² (+ β‖z‖²‖s(f) − s(q)‖²)
+    """The soft-regularization baseline (docs/method.md §2): CE + λ‖z‖²‖e_y − s(q)‖² (+ β‖z‖²‖s(f) − s(q)‖²)
     per example, z the input of the classifier's bias-free last layer; one optimizer over both
     networks, so q learns from the penalty terms."""
 
@@ -107,60 +107,3 @@ class Penalize(Objective):
             loss = loss + self.beta * agreement
             self.parts["agreement_penalty"] = agreement.detach()
         return loss, logits
-
-
-def parse_grad_noise(spec: str) -> tuple[str, float]:
-    """``gaussian:0.1`` / ``laplace:0.1`` → (distribution, σ)."""
-    dist, _, value = spec.partition(":")
-    try:
-        sigma = float(value)
-    except ValueError:
-        sigma = -1.0
-    if dist not in ("gaussian", "laplace") or not sigma >= 0:
-        raise LimitlabError(f"--grad-noise {spec!r} is not DIST:SIGMA with DIST gaussian or laplace and SIGMA >= 0, "
-                            "e.g. gaussian:0.1")
-    return dist, sigma
-
-
-def _limit(q_dist):
-    def build(make_model, c, ctx):
-        # The "+" variant: q starts from a CE classifier, so it takes the classifier's architecture.
-        q = make_model("classifier" if c.q_init_from else "q")
-        return LimitObjective(make_model("classifier"), q, q_dist, c.beta, c.sample_lambda, c.warmup)
-    return build
-
-
-# name -> (one-line description, builder(make_model, config, context) -> Objective).
-# make_model(role, head_bias=True) builds a fresh network of the run's architecture (role
-# "classifier" or "q"); context["transition"] is FW's T as a tensor.
-METHODS: dict[str, tuple[str, Callable]] = {
-    "ce": ("cross-entropy on the noisy labels",
-           lambda make_model, c, ctx: CrossEntropy(make_model("classifier"))),
-    "limit-g": ("LIMIT_G: classifier trained by q's predicted gradient, Gaussian q loss (+β penalty)",
-                _limit("gaussian")),
-    "limit-l": ("LIMIT_L: as limit-g with the Laplace (absolute error) q loss", _limit("laplace")),
-    "ce-gn": ("CE with Gaussian/Laplace noise of std σ on each example's logit gradient (--grad-noise)",
-              lambda make_model, c, ctx: GradientNoiseCE(make_model("classifier"), *parse_grad_noise(c.grad_noise))),
-    "mae": ("mean absolute error ‖e_y − s(f)‖₁",
-            lambda make_model, c, ctx: LossOnLogits(make_model("classifier"), losses.mae_loss, "mae")),
-    "gce": ("generalized cross-entropy (1 − s(f)_y^q)/q (--gce-q)",
-            lambda make_model, c, ctx: LossOnLogits(make_model("classifier"),
-                                                    lambda f, y: losses.gce_loss(f, y, c.gce_q), "gce")),
-    "fw": ("forward correction −log((s(f)ᵀT)_y); T estimated from the --init-from CE run, or --transition FILE",
-           lambda make_model, c, ctx: LossOnLogits(make_model("classifier"),
-                                                   lambda f, y: losses.forward_corrected_loss(f, y, ctx["transition"]),
-                                                   "fw")),
-    "dmi": ("DMI −log(|det(EᵀP)| + 1e-3), fine-tuned from a CE run (--init-from, set --lr)",
-            lambda make_model, c, ctx: LossOnLogits(make_model("classifier"), losses.dmi_loss, "dmi")),
-    "penalize": ("soft regularization: CE + λ‖z‖²‖e_y − s(q)‖² (--penalty-lambda, --penalty-beta)",
-                 lambda make_model, c, ctx: Penalize(make_model("classifier", head_bias=False),
-                                                     make_model("q"), c.penalty_lambda,
-                                                     c.penalty_beta)),
-}
-
-
-def build_objective(method: str, make_model: Callable[..., nn.Module], config, context: dict | None = None) -> Objective:
-    """Build objective ``method`` with networks from ``make_model`` and options from ``config``."""
-    if method not in METHODS:
-        raise LimitlabError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
-    return METHODS[method][1](make_model, config, context or {})

@@ -84,6 +84,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def lock_holder(run: Path) -> int | None:
+    """The pid of the live process (other than this one) that holds ``run``'s lock, else None."""
+    try:
+        pid = int((Path(run) / LOCK).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if pid and pid != os.getpid() and _pid_alive(pid):
+        return pid
+    return None
+
+
 class RunLock:
     """An exclusive lock file in the run directory, held while a process writes the run.
 
@@ -98,11 +109,8 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _pid_alive(pid):
+                pid = lock_holder(self.path.parent)
+                if pid:
                     raise LimitlabError(f"the run directory {self.path.parent} is in use by process {pid}; "
                                         "wait for it to finish or choose another --out") from None
                 self.path.unlink(missing_ok=True)  # stale lock of a dead process

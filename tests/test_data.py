@@ -230,9 +230,9 @@ def test_digits():
 
 
 def test_unknown_dataset_lists_names():
-    assert set(DATASETS) == {"digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "clothing1m", "imagefolder"}
-    with pytest.raises(LimitlabError, match="digits, mnist, fashion-mnist"):
+    with pytest.raises(LimitlabError) as e:
         load_dataset("cifar-11")
+    assert all(name in str(e.value) for name in DATASETS)
 
 
 def test_resolve_data_dir(monkeypatch, tmp_path):

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from limitlab import detect as detect_mod
+from limitlab.analysis import detect as detect_mod
 from limitlab import metrics
 from limitlab.config import Config
-from limitlab.detect import detect
+from limitlab.analysis.detect import detect
 from limitlab.errors import LimitlabError
 from limitlab.train import train
 
@@ -151,7 +151,7 @@ def test_detect_writes_into_run_dir_by_default(runs):
 
 def test_detect_known_answer(runs, tmp_path, monkeypatch):
     """Outputs that put the corrupted examples' given labels lowest: perfect detection."""
-    def fake_predict(model, data, split, batch_size, runtime=None, proba=False):
+    def fake_predict(model, data, split, *, batch_size, runtime=None, proba=False):
         import torch
 
         true = torch.nn.functional.one_hot(data.train_true, data.num_classes).float()
@@ -198,13 +198,13 @@ def test_suspects_grid_marks_false_alarms_in_red(tmp_path):
     """Grayscale digits: red pixels can only come from a title drawn in red (a false alarm)."""
     import matplotlib.image
 
-    from limitlab import report
+    from limitlab.analysis import plots
 
     images = np.full((2, 1, 8, 8), 128, dtype=np.uint8)
 
     def red_pixels(colors):
         path = tmp_path / "grid.png"
-        path.write_bytes(report.suspects_grid(images, ["3 → 5", "1 → 7"], heading="top 2", colors=colors))
+        path.write_bytes(plots.suspects_grid(images, ["3 → 5", "1 → 7"], heading="top 2", colors=colors))
         rgb = matplotlib.image.imread(path)[..., :3]
         return int(((rgb[..., 0] > 0.6) & (rgb[..., 1] < 0.3) & (rgb[..., 2] < 0.3)).sum())
 

@@ -8,7 +8,7 @@ import pytest
 
 from limitlab.cli import main
 from limitlab.config import Config
-from limitlab.detect import detect
+from limitlab.analysis.detect import detect
 from limitlab.train import train
 
 NETS = '''

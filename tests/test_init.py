@@ -7,7 +7,8 @@ import torch
 from limitlab.cli import main
 from limitlab.config import Config
 from limitlab.data.idx import write_idx
-from limitlab.train import build_run_objective, prepare_data, train
+from limitlab.data.run import prepare_data
+from limitlab.train import build_run_objective, train
 
 TINY = dict(dataset="digits", noise="uniform:0.5", train_size=200, batch_size=64, epochs=2)
 
@@ -100,4 +101,5 @@ def test_mismatched_runs_are_refused(ce_run, tmp_path, capsys):
 
     code = main(["train", "--dataset", "digits", "--method", "ce", "--q-init-from", str(ce_run), "--out",
                  str(tmp_path / "e")])
-    assert code != 0 and "limit-g and limit-l" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code != 0 and "--q-init-from is not read by --method ce" in err

@@ -1,4 +1,4 @@
-"""limit_loss / LIMIT against independent computations of SPEC §2's formulas."""
+"""limit_loss / LIMIT against independent computations of docs/method.md §2's formulas."""
 
 import math
 
@@ -29,7 +29,7 @@ def _grads(q_dist, beta, **kw):
 
 
 def _closed_form_q_loss(f, q, y, q_dist, beta):
-    """SPEC §2 written out independently: per-example sums, then batch means."""
+    """docs/method.md §2 written out independently: per-example sums, then batch means."""
     s_f, s_q = f.softmax(1), q.softmax(1)
     s_qy = s_q.gather(1, y[:, None]).squeeze(1)
     if q_dist == "gaussian":  # ‖s(q) − e_y‖² = Σ s_q² − 2 s_q,y + 1
@@ -61,13 +61,13 @@ def test_q_logits_receive_only_the_q_loss_gradient(q_dist, beta):
 def test_q_loss_gradient_matches_finite_differences():
     logits, q_logits, targets = _batch(1)
     q = q_logits.clone().requires_grad_(True)
-    limit_loss(logits, q, targets, "laplace", beta=2.0, train_classifier=False).backward()
+    limit_loss(logits, q, targets, q_dist="laplace", beta=2.0, train_classifier=False).backward()
     eps = 1e-6
     for i, j in [(0, 0), (3, 2), (6, 4)]:
         plus, minus = q_logits.clone(), q_logits.clone()
         plus[i, j] += eps
         minus[i, j] -= eps
-        fd = (limit_loss(logits, plus, targets, "laplace", 2.0) - limit_loss(logits, minus, targets, "laplace", 2.0)) / (2 * eps)
+        fd = (limit_loss(logits, plus, targets, q_dist="laplace", beta=2.0) - limit_loss(logits, minus, targets, q_dist="laplace", beta=2.0)) / (2 * eps)
         assert q.grad[i, j].item() == pytest.approx(fd.item(), rel=1e-5, abs=1e-8)
 
 
@@ -76,7 +76,7 @@ def test_classifier_parameters_follow_soft_target_cross_entropy():
     torch.manual_seed(0)
     clf, qnet = nn.Linear(4, K), nn.Linear(4, K)
     x, y = torch.randn(16, 4), torch.randint(0, K, (16,))
-    limit_loss(clf(x), qnet(x), y, "gaussian", beta=1.0).backward()
+    limit_loss(clf(x), qnet(x), y, q_dist="gaussian", beta=1.0).backward()
     got = [p.grad.clone() for p in clf.parameters()]
     clf.zero_grad()
     soft = qnet(x).softmax(1).detach()
@@ -101,7 +101,7 @@ def test_sampling_noise_has_the_right_scale(q_dist):
     logits = torch.randn(n, K, dtype=torch.float64, requires_grad=True)
     q_logits = torch.randn(n, K, dtype=torch.float64)
     targets = torch.randint(0, K, (n,))
-    limit_loss(logits, q_logits, targets, q_dist, sample_lambda=lam).backward()
+    limit_loss(logits, q_logits, targets, q_dist=q_dist, sample_lambda=lam).backward()
     noise = logits.grad * n - (logits.detach().softmax(1) - q_logits.softmax(1))
     # Mean absolute deviation: Gaussian σ·√(2/π) with σ = √(1/(2λ)); Laplace: the scale 1/λ.
     expected_mad = math.sqrt(1 / (2 * lam)) * math.sqrt(2 / math.pi) if q_dist == "gaussian" else 1 / lam
@@ -122,7 +122,7 @@ def test_limit_module_wraps_limit_loss():
     loss.backward()
     got = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
-    limit_loss(clf(x), qnet(x), y, "laplace", 2.0).backward()
+    limit_loss(clf(x), qnet(x), y, q_dist="laplace", beta=2.0).backward()
     for n, p in model.named_parameters():
         torch.testing.assert_close(got[n], p.grad)
     assert set(model.parts) == {"q_fit", "grad_norm_penalty"}

@@ -1,4 +1,4 @@
-"""Baseline losses of SPEC §3 against independent computations on small tensors."""
+"""Baseline losses of docs/method.md §3 against independent computations on small tensors."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from limitlab import losses
 from limitlab.errors import LimitlabError
-from limitlab.objectives import parse_grad_noise
+from limitlab.methods import parse_grad_noise
 
 
 def _batch(b=6, k=4, seed=0):

@@ -12,7 +12,7 @@ from limitlab.cli import main
 from limitlab.config import Config
 from limitlab.data import load_dataset
 from limitlab.errors import LimitlabError
-from limitlab.train import prepare_data
+from limitlab.data.run import prepare_data
 
 DIGITS_TRAIN = 1297  # the bundled digits' official training set
 K = 10

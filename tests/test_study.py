@@ -37,7 +37,7 @@ def test_memorization_study_writes_plot_and_curves(tmp_path, capsys):
 
 
 def test_study_uses_the_paper_settings():
-    from limitlab.studies import memorization_configs
+    from limitlab.experiments.presets import memorization_configs
 
     configs = memorization_configs()
     assert all(c.dataset == "mnist" and c.noise == "uniform:0.8" and c.model == "mlp" and c.patience is None

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from limitlab import rundir, sweep
+from limitlab import rundir
+from limitlab.experiments import sweep
 from limitlab.config import Config
 from limitlab.errors import LimitlabError
-from limitlab.presets import PRESETS, list_presets, load_grid
-from limitlab.sweep import RunSpec, build_command, expand, run_sweep
+from limitlab.experiments.presets import PRESETS, list_presets, load_grid
+from limitlab.experiments.expand import RunSpec, expand
+from limitlab.experiments.launchers import build_command
+from limitlab.experiments.sweep import run_sweep
 from limitlab.train import train
 
 @pytest.fixture(autouse=True)
@@ -56,7 +59,7 @@ def test_cell_preset_is_8_betas_times_5_seeds():
 
 
 def test_mnist_group_preset_count_from_the_tables():
-    # settings per cell, from SPEC §3 and the reference code's grids
+    # settings per cell, from docs/method.md §3 and the reference code's grids
     per_cell = {"ce": 1, "ce-gn": 2 * 4, "mae": 1, "gce": 3, "fw": 1, "dmi": 4, "penalize": 4 * 5,
                 "limit-g": 8, "limit-l": 8, "limit-g +S": 8 * 4, "limit-l +S": 8 * 4, "limit-g+": 8, "limit-l+": 8}
     cells = 3 * 3  # n ∈ {1000, 10000, all} × p ∈ {0.5, 0.8, 0.89}
@@ -89,7 +92,7 @@ def test_cifar10_group_presets_and_patience_rules():
 
 
 def test_memorization_preset_reuses_the_study_configs():
-    from limitlab.studies import memorization_configs
+    from limitlab.experiments.presets import memorization_configs
 
     specs = expand("memorization")
     assert [s.config for s in specs] == list(memorization_configs().values())
@@ -149,9 +152,11 @@ def test_load_grid_from_json(tmp_path):
     preset = load_grid(str(path))
     assert preset.name == "mine" and preset.description == "two methods" and preset.select == ("beta",)
     specs = expand(path)
-    assert len(specs) == 2 * 2 * 2
-    assert {(s.config.method, s.config.beta, s.config.seed) for s in specs} == set(
-        itertools.product(["ce", "limit-l"], [1, 10], [0, 1]))
+    # beta is not a CE option: one CE run per seed (at the default beta), two betas for LIMIT
+    assert len(specs) == 2 + 2 * 2
+    assert {(s.config.method, s.config.beta, s.config.seed) for s in specs} == {
+        ("ce", Config().beta, 0), ("ce", Config().beta, 1), *itertools.product(["limit-l"], [1, 10], [0, 1])}
+    assert all("beta" not in s.name for s in specs if s.config.method == "ce")
     # several grids in one file; a preset written out reads back the same
     multi = _write_grid(tmp_path / "multi.json", PRESETS["mnist-n1000-uniform0.8-fw"].to_dict())
     assert [s.name for s in expand(multi)] == [s.name for s in expand("mnist-n1000-uniform0.8-fw")]
@@ -225,9 +230,9 @@ class _FakeLauncher:
 
 def test_scheduler_jobs_threads_gpus_and_dependencies(tmp_path, monkeypatch):
     fake = _FakeLauncher()
-    monkeypatch.setattr(sweep, "_LocalLauncher", lambda: fake)
-    monkeypatch.setattr(sweep, "_visible_gpus", lambda: ["0", "1"])
-    monkeypatch.setattr(sweep, "_cores", lambda: 8)
+    monkeypatch.setattr(sweep, "LocalLauncher", lambda: fake)
+    monkeypatch.setattr(sweep, "visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr(sweep, "cores", lambda: 8)
     path = _write_grid(tmp_path / "g.json", {"grids": [
         {"base": {**TINY, "method": "ce"}, "seeds": [0, 1, 2]},
         {"base": {**TINY, "method": "fw", "init_from": "@ce"}, "seeds": [0, 1, 2]}]})

@@ -10,7 +10,7 @@ from limitlab.errors import LimitlabError
 
 def random_crop_flip(images: torch.Tensor, padding: int = 4,
                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crop with zero padding, then random horizontal flip, one draw per image (SPEC §5).
+    """Random crop with zero padding, then random horizontal flip, one draw per image (docs/method.md §5).
 
     ``images``: uint8 [B, C, H, W] on any device. Each image is zero-padded by ``padding`` on every
     side and an H x W window is cut at an offset (dy, dx), each uniform in 0..2*padding; with

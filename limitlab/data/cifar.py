@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from limitlab.data import ImageData, download
+from limitlab.data import download
+from limitlab.data.core import ImageData
 from limitlab.errors import LimitlabError
 
 

@@ -1,4 +1,5 @@
-"""Reader and writer for the IDX format that MNIST and Fashion-MNIST are published in.
+"""The IDX format that MNIST and Fashion-MNIST are published in (reader and writer), and those
+datasets loaded from their four IDX files.
 
 Layout: two zero bytes, a dtype code byte, a byte with the number of dimensions ``ndim``,
 ``ndim`` big-endian uint32 sizes, then the array's elements, big-endian, in C order.
@@ -14,7 +15,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from limitlab.data import download
+from limitlab.data.core import ImageData
+from limitlab.data.digits import DIGIT_CLASSES
 from limitlab.errors import LimitlabError
 
 # IDX dtype code -> big-endian NumPy dtype.
@@ -83,3 +88,68 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     payload = header + array.astype(dtype.newbyteorder(">")).tobytes()
     path = Path(path)
     path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+
+
+# ------------------------------------------------------------------ MNIST-format datasets
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+# The IDX datasets: display name, class names, and the usual normalisation constants (0..1 scale).
+_IDX_DATASETS = {
+    "mnist": ("MNIST", DIGIT_CLASSES, (0.1307,), (0.3081,)),
+    "fashion-mnist": ("Fashion-MNIST", FASHION_CLASSES, (0.2860,), (0.3530,)),
+}
+_IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+def _find_or_fetch(key: str, folder: Path, allow_download: bool) -> list[Path]:
+    """Paths of the four IDX files in ``folder`` (plain preferred over .gz), downloading missing ones."""
+    def existing(stem: str) -> Path | None:
+        return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+
+    missing = [f"{stem}.gz" for stem in _IDX_FILES if existing(stem) is None]
+    if missing:
+        base = download.BASE_URLS[key]
+        reason = "downloading is switched off"
+        if allow_download:
+            try:
+                for filename in missing:
+                    download.download_file(base + filename, folder / filename,
+                                           download.CHECKSUMS[key][filename])
+                reason = ""
+            except download.DownloadUnavailable as e:
+                reason = f"could not download them: {e}"
+        if reason:
+            raise LimitlabError(
+                f"{_IDX_DATASETS[key][0]} not found: put {', '.join(missing)} (from {base}) in {folder}/ "
+                f"or pass --data-dir (or set LIMITLAB_DATA) to a folder whose {key}/ holds them ({reason})")
+    return [existing(stem) for stem in _IDX_FILES]
+
+
+def load_idx_dataset(key: str, folder: Path, allow_download: bool) -> ImageData:
+    """MNIST-format dataset from ``folder``: images uint8 [N, 1, H, W], labels int64 [N]."""
+    title, class_names, mean, std = _IDX_DATASETS[key]
+    paths = _find_or_fetch(key, folder, allow_download)
+    arrays = [read_idx(p) for p in paths]
+    for images_path, labels_path, images, labels in zip(paths[::2], paths[1::2], arrays[::2], arrays[1::2]):
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise LimitlabError(f"{images_path} holds {images.dtype} {list(images.shape)}, not uint8 images "
+                                f"[N, H, W]; replace it with the official {title} file")
+        if labels.ndim != 1 or labels.dtype != np.uint8:
+            raise LimitlabError(f"{labels_path} holds {labels.dtype} {list(labels.shape)}, not uint8 labels "
+                                f"[N]; replace it with the official {title} file")
+        if len(images) != len(labels):
+            raise LimitlabError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
+                                f"labels; replace them with the official {title} files")
+        if labels.size and labels.max() >= len(class_names):
+            raise LimitlabError(f"{labels_path} has label {labels.max()}, outside 0..{len(class_names) - 1}; "
+                                f"replace it with the official {title} file")
+    train_images, train_labels, test_images, test_labels = arrays
+    return ImageData(
+        name=key, num_classes=len(class_names),
+        train_images=torch.from_numpy(train_images[:, None]),
+        train_labels=torch.from_numpy(train_labels.astype(np.int64)),
+        test_images=torch.from_numpy(test_images[:, None]),
+        test_labels=torch.from_numpy(test_labels.astype(np.int64)),
+        mean=mean, std=std, class_names=list(class_names),
+    )

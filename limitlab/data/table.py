@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from limitlab.data import ImageData
+from limitlab.data.core import ImageData
 from limitlab.errors import DataError, LimitlabError
 
 TEST_FRACTION = 0.2     # held-out test share of a file without a test part (drawn with seed 0)

@@ -1,10 +1,10 @@
-"""Label-error detection from a finished run (SPEC §8): a score per training example for how likely
+"""Label-error detection from a finished run (docs/method.md §8): a score per training example for how likely
 its given label is wrong, a ranked file of suspects, and, when the corruption mask is known
 (synthetic noise), AUROC and precision/recall of the scores against it.
 
 Library use::
 
-    from limitlab.detect import detect
+    from limitlab.analysis.detect import detect
     summary = detect("runs/x")            # writes label_errors.csv, detection.json, suspects.png
 
 Scores (see :func:`limitlab.metrics.label_error_scores`): ``classifier_disagreement`` = 1 − s(f)_ỹ
@@ -26,10 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics, report, rundir
-from .config import Config
-from .errors import LimitlabError
-from .train import RunData, Runtime, build_run_objective, predict, prepare_data, resolve_device
+from .. import metrics, rundir
+from ..config import Config
+from ..data.run import RunData, prepare_data
+from ..errors import LimitlabError
+from ..methods import METHODS
+from ..runtime import Runtime, resolve_device
+from ..train import build_run_objective, predict
+from . import plots
 
 SCORES = ("classifier_disagreement", "limit_gradient_mismatch")
 LABEL_ERRORS, DETECTION, SUSPECTS = "label_errors.csv", "detection.json", "suspects.png"
@@ -57,7 +61,7 @@ def _rebuild_config(config: Config, run: Path) -> Config:
     changes: dict = {"init_from": None}
     if config.q_init_from:
         changes["q_init_from"] = str(run)   # keeps q's "+" architecture (the classifier's)
-    if config.method == "fw":
+    if METHODS.get(config.method).prepare is not None:  # e.g. FW: re-estimate T from this run's classifier
         changes.update(init_from=str(run), transition=None)
     return dataclasses.replace(config, **changes)
 
@@ -113,7 +117,7 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
         print(f"detect: predicting on {len(data.train)} training examples", file=sys.stderr, flush=True)
 
     def proba(model):
-        return predict(model, data, data.train, batch_size, runtime, proba=True).cpu().numpy()
+        return predict(model, data, data.train, batch_size=batch_size, runtime=runtime, proba=True).cpu().numpy()
 
     record = data.record
     return RunOutputs(config=config, data=data, index=np.asarray(record["train_index"]),
@@ -253,7 +257,7 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
             if r.corrupted is not None:  # synthetic noise: the false alarms (label was right) in red
                 heading += "; red: the given label was in fact correct"
                 colors = ["black" if r.corrupted[i] else "red" for i in shown]
-            png = report.suspects_grid(r.data.train.images[idx].cpu(), titles, heading=heading, colors=colors)
+            png = plots.suspects_grid(r.data.train.images[idx].cpu(), titles, heading=heading, colors=colors)
         except LimitlabError as e:  # no matplotlib: the ranked file and metrics are still written
             summary["suspects_png"], summary["note"] = None, f"no {SUSPECTS}: {e}"
         else:

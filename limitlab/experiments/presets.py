@@ -1,10 +1,11 @@
-"""Named sweeps for the paper's experiments (SPEC §3, §5, §7), generated from compact tables.
+"""Named sweeps for the paper's experiments (docs/method.md §3, §5, §7), generated from compact tables.
+Presets only build configs: listing them imports neither torch nor the training loop.
 
 A preset is one or more *grids*. A grid is a ``base`` dict of Config overrides, ``axes`` (Config field
 -> list of values, crossed), the ``seeds``, and ``select``: the axes that are hyperparameters, chosen
-per table cell by the mean noisy-validation accuracy over seeds (SPEC §7). The value ``"@ce"`` in
+per table cell by the mean noisy-validation accuracy over seeds (docs/method.md §7). The value ``"@ce"`` in
 ``init_from`` or ``q_init_from`` means "the CE run of the same cell and seed": the sweep resolves it
-to that run's directory and runs it first (see :mod:`limitlab.sweep`).
+to that run's directory and runs it first (see :mod:`limitlab.experiments.expand`).
 
 Names say what a preset runs: ``mnist-n1000-uniform0.8-limit-g`` is one table cell (8 β × 5 seeds),
 ``mnist-n1000-uniform0.8`` every method of that cell, ``mnist-n1000-uniform`` all noise rates at that
@@ -27,8 +28,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config
-from .errors import LimitlabError
+from ..config import Config
+from ..errors import LimitlabError
+from ..methods import METHODS
 
 CE_RUN = "@ce"            # a dependency: the CE run of the same cell and seed
 LINK_FIELDS = ("init_from", "q_init_from")
@@ -77,37 +79,35 @@ class Preset:
 
 
 # ---------------------------------------------------------------------------------------- the tables
-# β grid of the reference code (scripts/generate_commands.py of the paper's repository).
-BETAS = (0, 0.1, 0.3, 1, 3, 10, 30, 100)
+# β grids of the reference code (scripts/generate_commands.py of the paper's repository); the other
+# methods' grids are registered with them (limitlab.methods).
+BETAS = METHODS.get("limit-g").grid["beta"]
 BETAS_CIFAR10 = (0, 0.1, 0.3, 1, 3, 10, 30)
 BETAS_CIFAR100 = (0.1, 0.3, 1, 3, 10, 30)
-GRAD_NOISE = tuple(f"{dist}:{sigma}" for dist in ("gaussian", "laplace") for sigma in (0.01, 0.03, 0.1, 0.3))
-DMI_LRS = (1e-3, 1e-4, 1e-5, 1e-6)
+SAMPLE_LAMBDAS = {"limit-g": (5, 50, 500, 5000), "limit-l": (5, 10, 30, 100)}  # +S (docs/method.md §2)
 
 
-def _methods(betas, limit_patience=None, plus_patience=None, gn=True, gce=True, penalize=True, sample=True):
-    """Method name -> (overrides, axes). ``select`` of each grid is its axes."""
+def _methods(betas, limit_patience=None, plus_patience=None, skip=(), sample=True):
+    """Preset method name -> (overrides, axes) for one table: every registered method with its grid
+    (``skip``: methods the table leaves out), the LIMIT variants +S (sampled gradient) and "+" (q
+    starts from the CE run's best classifier). ``select`` of each grid is its axes."""
     lp = {} if limit_patience is None else {"patience": limit_patience}
     pp = {} if plus_patience is None else {"patience": plus_patience}
-    m = {"ce": ({"method": "ce"}, {})}
-    if gn:
-        m["ce-gn"] = ({"method": "ce-gn"}, {"grad_noise": GRAD_NOISE})
-    m["mae"] = ({"method": "mae"}, {})
-    if gce:
-        m["gce"] = ({"method": "gce"}, {"gce_q": (0.4, 0.7, 1.0)})
-    m["fw"] = ({"method": "fw", "init_from": CE_RUN}, {})
-    m["dmi"] = ({"method": "dmi", "init_from": CE_RUN}, {"lr": DMI_LRS})
-    if penalize:
-        m["penalize"] = ({"method": "penalize"},
-                         {"penalty_lambda": (0.001, 0.01, 0.03, 0.1), "penalty_beta": (0, 0.01, 0.1, 1, 10)})
-    for q in ("g", "l"):
-        m[f"limit-{q}"] = ({"method": f"limit-{q}", **lp}, {"beta": betas})
+    m = {}
+    for spec in METHODS.specs():
+        if spec.name in skip:
+            continue
+        overrides = {"method": spec.name, **({"init_from": CE_RUN} if spec.starts_from_ce else {})}
+        axes = dict(spec.grid)
+        if "beta" in axes:  # LIMIT: the table's β grid and patience
+            axes["beta"], overrides = betas, {**overrides, **lp}
+        m[spec.name] = (overrides, axes)
+    limits = [s.name for s in METHODS.specs() if "q_init_from" in s.options and s.name not in skip]
     if sample:
-        # +S: the classifier gets a sample around ĝ (SPEC §2); λ grids of the reference code
-        m["limit-g-sample"] = ({"method": "limit-g", **lp}, {"beta": betas, "sample_lambda": (5, 50, 500, 5000)})
-        m["limit-l-sample"] = ({"method": "limit-l", **lp}, {"beta": betas, "sample_lambda": (5, 10, 30, 100)})
-    for q in ("g", "l"):  # "+": the q-network starts from the CE run's best classifier
-        m[f"limit-{q}+"] = ({"method": f"limit-{q}", "q_init_from": CE_RUN, **pp}, {"beta": betas})
+        for name in limits:
+            m[f"{name}-sample"] = ({"method": name, **lp}, {"beta": betas, "sample_lambda": SAMPLE_LAMBDAS[name]})
+    for name in limits:
+        m[f"{name}+"] = ({"method": name, "q_init_from": CE_RUN, **pp}, {"beta": betas})
     return m
 
 
@@ -121,7 +121,7 @@ MNIST = dict(
     seeds=(0, 1, 2, 3, 4),
 )
 CIFAR_BASE = {"model": "resnet34", "epochs": 400, "patience": 100}
-CIFAR_METHODS = dict(limit_patience=200, plus_patience=200, gn=False, gce=False, penalize=False, sample=False)
+CIFAR_METHODS = dict(limit_patience=200, plus_patience=200, skip=("ce-gn", "gce", "penalize"), sample=False)
 CIFAR_SEEDS = (0,)  # the reference code ran one seed per CIFAR setting
 CLOTHING1M = dict(
     # The dataset brings its own clean validation (clean_val.txt) and test set; real label noise.
@@ -183,7 +183,7 @@ def _build() -> dict[str, Preset]:
             grids = [g for cell, gs in all_grids.items() if pick(cell) for g in gs]
             add(name, text, grids)
 
-    # MNIST (SPEC §5, §7): 4-layer CNN, 5 seeds, patience 100, uniform noise
+    # MNIST (docs/method.md §5, §7): 4-layer CNN, 5 seeds, patience 100, uniform noise
     mnist_cells = [([size, f"uniform{p:g}"], {**MNIST["base"], "train_size": n, "noise": f"uniform:{p:g}"},
                     f"MNIST, {'all 48k' if n is None else n} training examples, uniform noise {p:g}")
                    for size, n in MNIST["sizes"].items() for p in MNIST["rates"]]
@@ -191,7 +191,7 @@ def _build() -> dict[str, Preset]:
                                         f"MNIST table, {'all' if n is None else n} training examples: "
                                         f"uniform noise {', '.join(f'{p:g}' for p in MNIST['rates'])}, all methods")
               for size, n in MNIST["sizes"].items()}
-    groups["mnist-uniform"] = (lambda c: True, "the MNIST table (SPEC §5, §7): n ∈ {1000, 10000, all} × "
+    groups["mnist-uniform"] = (lambda c: True, "the MNIST table (docs/method.md §5, §7): n ∈ {1000, 10000, all} × "
                                                "uniform noise {0.5, 0.8, 0.89} × all methods, 5 seeds")
     add_table("mnist", "MNIST", mnist_cells, MNIST["methods"], MNIST["seeds"], groups)
 
@@ -225,18 +225,32 @@ def _build() -> dict[str, Preset]:
     add("clothing1m", "the Clothing1M table: CE, LIMIT_G and LIMIT_L, ResNet-50 pretrained, clean validation "
         "and test sets of the dataset", [_grid(c1m["base"], o, a, c1m["seeds"]) for o, a in c1m["methods"].values()])
 
-    # the memorization study (SPEC §9, the paper's first figure)
-    from .studies import memorization_configs
-
+    # the memorization study (docs/method.md §9, the paper's first figure)
     defaults = Config().to_dict()
     mem = []
     for config in memorization_configs().values():
         d = config.to_dict()
         seed = d.pop("seed")
         mem.append(Grid(base={k: v for k, v in d.items() if v != defaults[k]}, axes={}, seeds=(seed,)))
-    add("memorization", "the memorization study (SPEC §9): MNIST, uniform 0.8, MLP, 400 epochs without early "
+    add("memorization", "the memorization study (docs/method.md §9): MNIST, uniform 0.8, MLP, 400 epochs without early "
         "stopping, clean validation; CE, CE + dropout, CE + weight decay, LIMIT_L", mem)
     return presets
+
+
+def memorization_configs(epochs: int = 400, train_size: int | None = None, data_dir: str | None = None,
+                         seed: int = 0, dropout: float = 0.5, weight_decay: float = 1e-4, beta: float = 10.0,
+                         dataset: str = "mnist", noise: str = "uniform:0.8") -> dict[str, Config]:
+    """The memorization study's runs (docs/method.md §9): MNIST, 80% uniform noise, the 4-layer MLP, no
+    early stopping, clean validation, a test pass every epoch (its curves are plotted); CE, CE +
+    dropout, CE + weight decay and LIMIT_L, by name."""
+    base = Config(dataset=dataset, data_dir=data_dir, noise=noise, train_size=train_size, model="mlp",
+                  method="ce", epochs=epochs, patience=None, clean_validation=True, seed=seed)
+    return {
+        "ce": base,
+        f"ce+dropout{dropout:g}": dataclasses.replace(base, dropout=dropout),
+        f"ce+weight-decay{weight_decay:g}": dataclasses.replace(base, weight_decay=weight_decay),
+        f"limit-l beta{beta:g}": dataclasses.replace(base, method="limit-l", beta=beta),
+    }
 
 
 PRESETS: dict[str, Preset] = _build()

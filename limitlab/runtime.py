@@ -1,0 +1,87 @@
+"""Where a run executes: its device, precision, and its rank among DDP processes started by torchrun
+(NCCL on GPUs, gloo on CPU)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from .errors import LimitlabError
+
+
+@dataclass
+class Runtime:
+    """Where this process runs: its device, and its rank among ``world`` DDP processes."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    precision: str = "fp32"  # "bf16": autocast on CUDA
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum over processes (identity without DDP)."""
+        if self.world > 1:
+            dist.all_reduce(t)
+        return t
+
+    def gather_strided(self, local: torch.Tensor, n: int) -> torch.Tensor:
+        """Reassemble an [N] result computed as shards ``rank::world`` on each process."""
+        if self.world == 1:
+            return local
+        size = math.ceil(n / self.world)
+        padded = torch.zeros(size, dtype=local.dtype, device=local.device)
+        padded[:len(local)] = local
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        return torch.stack(parts, 1).reshape(-1)[:n]
+
+    def barrier(self):
+        if self.world > 1:
+            dist.barrier()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LimitlabError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LimitlabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def start_runtime(config) -> Runtime:
+    """One process, or one of WORLD_SIZE processes started by torchrun (DDP: NCCL on GPUs, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(config.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    precision = config.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    rank = dist.get_rank() if world > 1 else 0
+    return Runtime(device, rank, world, precision)
