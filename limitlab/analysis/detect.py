@@ -244,7 +244,10 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
     rundir.atomic_write_bytes(out / LABEL_ERRORS, buf.getvalue().encode())
 
     shown = order[:min(top, GRID_MAX, len(order))]
-    if r.data.train.images is None:
+    if r.data.train.images is not None and r.data.train.images.dtype != torch.uint8:
+        summary["suspects_png"] = None
+        summary["note"] = f"no {SUSPECTS}: the data are rows of features, not images"
+    elif r.data.train.images is None:
         summary["suspects_png"] = None
         summary["note"] = (f"no {SUSPECTS}: this dataset's images are streamed from files; "
                            f"the 'file' column of {LABEL_ERRORS} names each suspect's image")

@@ -88,10 +88,8 @@ class RunData:
 
 def prepare_data(config: Config, device: torch.device) -> RunData:
     """Load, split (seeded 80/20 + optional subset), corrupt, and move the data to ``device``."""
-    data = load_dataset(config.dataset, config.data_dir)
+    data = load_dataset(config.dataset, config.data_dir, options={"label_column": config.label_column})
     as_labels = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.int64, device=device)  # noqa: E731
-    mean = torch.tensor(data.mean, dtype=torch.float32, device=device).view(-1, 1, 1)
-    std = torch.tensor(data.std, dtype=torch.float32, device=device).view(-1, 1, 1)
     streamed = hasattr(data, "train_files")
     given = np.asarray(data.train_labels) if streamed else data.train_labels.numpy()
     # A dataset with its own validation set (Clothing1M's clean_val) keeps it; others split 80/20.
@@ -119,7 +117,16 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
         val_corrupted=val_labels != val_true, val_rate=noise.realised_rate(val_true, val_labels),
         transition=transition,
     )
-    common = dict(num_classes=data.num_classes, scale=1.0 / (255.0 * std), shift=mean / std,
+    if data.mean is None:  # feature tables: standardised with statistics of the training split only
+        scale, shift = _standardisation(data.train_images[train_idx], device)
+        record.update(feature_names=np.asarray(data.feature_names, dtype=str),
+                      one_hot_columns=np.asarray(list(data.one_hot), dtype=str),
+                      class_names=np.asarray(data.class_names, dtype=str))
+    else:  # images: uint8 pixels, per-channel mean and std on the 0..1 scale
+        mean = torch.tensor(data.mean, dtype=torch.float32, device=device).view(-1, 1, 1)
+        std = torch.tensor(data.std, dtype=torch.float32, device=device).view(-1, 1, 1)
+        scale, shift = 1.0 / (255.0 * std), mean / std
+    common = dict(num_classes=data.num_classes, scale=scale, shift=shift,
                   noisy_entropy_bits=metrics.noisy_label_entropy_bits(transition, freq), record=record,
                   train_true=as_labels(train_true))
     if streamed:
@@ -138,6 +145,15 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
                    val=Split(as_labels(val_labels), images[val_idx].to(device)),
                    test=Split(as_labels(data.test_labels), data.test_images.to(device)),
                    input_shape=tuple(images.shape[1:]), augmentation=data.augmentation, **common)
+
+
+def _standardisation(x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) that standardise each feature of ``x`` [N, ...] (x * scale - shift has mean 0
+    and std 1 over these rows; constant features are only centred)."""
+    x = x.double()
+    mean, std = x.mean(0), x.std(0, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return (1.0 / std).float().to(device), (mean / std).float().to(device)
 
 
 def _subset(n: int, config: Config) -> tuple[np.ndarray, np.ndarray]:
