@@ -156,3 +156,11 @@ def test_cli_trains_on_imported_labels_and_refuses_bad_ones(human_pt, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("limitlab: error: ") and "has no key 'nope'" in err and "\n" not in err
     assert not bad.exists()
+
+
+def test_cifar_n_presets_name_the_human_label_files():
+    from limitlab.experiments.expand import expand
+
+    noises = {s.config.noise for name in ("cifar10n", "cifar100n") for s in expand(name)}
+    assert noises == {"labels:cifar10/CIFAR-10_human.pt:aggre_label", "labels:cifar10/CIFAR-10_human.pt:random_label1",
+                      "labels:cifar10/CIFAR-10_human.pt:worse_label", "labels:cifar100/CIFAR-100_human.pt:noisy_label"}
