@@ -237,7 +237,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         optimizer = torch.optim.Adam(objective.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         generator = torch.Generator().manual_seed(config.seed)
         history, best, best_state, bad = [], -1.0, None, 0
-        for epoch in _progress(range(1, self.epochs + 1), self.verbose, self.method):
+        bar = _progress(range(1, self.epochs + 1), self.verbose, self.method)
+        for epoch in bar:
             t0 = time.perf_counter()
             objective.start_epoch(epoch)
             parts = train_one_epoch(objective, optimizer, data, batch_size=self.batch_size, generator=generator,
@@ -259,8 +260,10 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
                 best_state = copy.deepcopy(objective.state_dict())
             else:
                 bad += 1
-                if self.patience is not None and bad >= self.patience:
-                    break
+            if self.verbose:
+                bar.set_postfix(val="-" if not has_val else f"{row['val_accuracy']:.3f}", best_epoch=best_epoch)
+            if self.patience is not None and bad >= self.patience:
+                break
         objective.load_state_dict(best_state)
         return history, best_epoch
 
