@@ -202,7 +202,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
                 noise.empirical_transition(truth[train_idx], y_idx[train_idx], k), freq)
 
         scale, shift = _standardisation(x[train_idx])
-        as_tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+        as_tensor = lambda a: _tensor(a, device)  # noqa: E731
         x_all = as_tensor(x)
         data = self._run_data(Split(as_tensor(y_idx[train_idx]), x_all[as_tensor(train_idx)]),
                               Split(as_tensor(y_val_idx), as_tensor(x_val)), as_tensor(truth[train_idx]),
@@ -272,7 +272,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities [n_samples, n_classes], columns in the order of ``classes_``."""
         check_is_fitted(self)
         x, _ = self._validate(X, None, reset=False)
-        return self._proba(self.classifier_, torch.as_tensor(x, device=self._scale.device))
+        return self._proba(self.classifier_, _tensor(x, self._scale.device))
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each row, as a label from ``classes_``."""
@@ -404,6 +404,11 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         return pd.DataFrame({"is_label_issue": issues.is_label_issue, "label_quality": issues.label_quality,
                              "given_label": self.classes_[y_idx], "predicted_label": self.classes_[issues.predicted]},
                             columns=ISSUE_COLUMNS)
+
+
+def _tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    # torch needs writable memory; read-only inputs (memory maps, some pandas arrays) are copied
+    return torch.as_tensor(np.require(a, requirements=("C", "W")), device=device)
 
 
 def _is_int(v) -> bool:
