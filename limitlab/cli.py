@@ -175,7 +175,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .analysis.detect import detect
 
     result = detect(args.run, score=args.score, top=args.top, out=args.out, batch_size=args.batch_size,
-                    progress=not args.quiet, device=args.device)
+                    progress=not args.quiet, device=args.device, data_dir=args.data_dir)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -196,7 +196,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     options = dict(item.split("=", 1) for item in args.launcher_option)
     statuses = run_sweep(args.preset, args.out, jobs=args.jobs, dry_run=args.dry_run, launcher=args.launcher,
-                         progress=not args.quiet, launcher_options=options or None)
+                         progress=not args.quiet, launcher_options=options or None, threads=args.threads)
     failed = [s for s in statuses if not s.ok]
     if failed and not args.dry_run:
         print(f"limitlab: {len(failed)} of {len(statuses)} runs did not complete: "
@@ -325,6 +325,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--out", default=None, help="where to write the files (default: the run directory)")
         p.add_argument("--batch-size", type=int, default=256, help="batch size of the scoring pass")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+        p.add_argument("--data-dir", default=None,
+                       help="where the run's data are now (default: the run's saved --data-dir if it still exists, "
+                            "else $LIMITLAB_DATA, else ~/.cache/limitlab)")
         p.add_argument("--quiet", action="store_true", help="no progress messages")
 
     p = sub.add_parser("presets", help="list the named presets (the paper's experiments), one line each")
@@ -345,6 +348,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("preset", help="preset name or JSON grid file")
         p.add_argument("--out", required=True, help="sweep directory")
         p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+        p.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: cores / jobs)")
         p.add_argument("--dry-run", action="store_true", help="print the runs and their state; run nothing")
         p.add_argument("--launcher", default="local", choices=["local", "submitit"],
                        help="local processes, or submit through submitit (SLURM; pip install submitit)")
@@ -373,7 +377,7 @@ def _one_sentence(error: LimitlabError) -> str:
     text = str(error)
     if text.startswith("Caught LimitlabError"):
         text = text.strip().splitlines()[-1].split("LimitlabError: ", 1)[-1]
-    return text
+    return " ".join(text.splitlines())  # one line, whatever a quoted value held
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,11 @@ it, and ``Config.load(path)`` re-creates the run from that file alone."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,21 +61,32 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
+        """A Config from its dict form (a JSON config file), every field's type checked."""
+        if not isinstance(d, dict):
+            raise LimitlabError(f"a config must be a JSON object (field -> value), not {_json_type(d)}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(map(repr, set(d) - known))
         if unknown:
             raise LimitlabError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
-        return cls(**d)
+        return cls(**{k: check_field(k, v) for k, v in d.items()})
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise LimitlabError(f"cannot read the run config {path}: {e}") from None
+            d = json.loads(Path(path).read_text())
+        except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON, or not UTF-8
+            raise LimitlabError(f"cannot read the run config {path}: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            return cls.from_dict(d)
+        except LimitlabError as e:
+            raise LimitlabError(f"{path}: {e}") from None
 
     def validate(self) -> None:
         """Check the values that do not need the data; raises LimitlabError with one sentence."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise LimitlabError(f"--{f.name.replace('_', '-')} must be a finite number, not {value}")
         checks = [
             (0.0 < self.val_fraction < 1.0, f"--val-fraction must be in (0, 1), not {self.val_fraction}"),
             (self.train_size is None or self.train_size >= 2, f"--train-size must be at least 2, not {self.train_size}"),
@@ -96,14 +111,61 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise LimitlabError(message)
-        from .data import dataset_option_problem
-
-        problem = dataset_option_problem(self)
-        if problem:
-            raise LimitlabError(problem)
         # the method exists, and every method option set is one it reads (limitlab.methods)
         from .methods import option_problem
 
         problem = option_problem(self)
         if problem:
             raise LimitlabError(problem)
+
+
+# --------------------------------------------------------------------------- field types
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+@functools.cache
+def field_types() -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Field name -> (accepted types, whether None is allowed), from Config's annotations."""
+    out = {}
+    for name, hint in typing.get_type_hints(Config).items():
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+            else (hint,)
+        out[name] = (tuple(a for a in args if a is not type(None)), type(None) in args)
+    return out
+
+
+def check_field(name: str, value):
+    """``value`` for Config field ``name`` if it has the field's type (an int is taken for a float
+    field, as JSON writes 1.0 as 1), else LimitlabError naming the field and the expected type."""
+    accepted, optional = field_types()[name]
+    if value is None and optional:
+        return value
+    for t in accepted:
+        if t is bool and isinstance(value, bool):
+            return value
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except OverflowError:  # an integer beyond any float
+                raise LimitlabError(f"config field {name!r} is too large: {_short(value)}") from None
+        if t is str and isinstance(value, str):
+            return value
+    expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in accepted) + (" or null" if optional else "")
+    given = "null" if value is None else f"{_json_type(value)} {_short(value)}"
+    raise LimitlabError(f"config field {name!r} must be {expected}, not {given}")
+
+
+def _json_type(value) -> str:
+    names = {type(None): "null", bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(value) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."

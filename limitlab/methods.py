@@ -119,12 +119,13 @@ def _fw_prepare(config, data, make_model, init_state, predict_proba):
     import torch
 
     from . import losses, noise
+    from .models import load_weights
 
     if config.transition:
         t = noise.load_transition(config.transition, data.num_classes)
     else:
         ce_model = make_model("classifier")
-        ce_model.load_state_dict(init_state)
+        load_weights(ce_model, init_state, f"--init-from {config.init_from}")
         t = losses.estimate_transition(predict_proba(ce_model))
     return {"transition": torch.as_tensor(t, dtype=torch.float32, device=data.scale.device)}, {"fw_transition": t}
 

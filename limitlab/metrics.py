@@ -16,10 +16,14 @@ from .noise import check_transition
 def label_fit(preds: torch.Tensor, noisy: torch.Tensor, true: torch.Tensor) -> dict[str, float]:
     """How predictions relate to the noisy and the true labels of a training set.
 
-    Args:
-        preds, noisy, true: [N] int64 predicted, noisy (given) and true labels.
+    Parameters
+    ----------
+    preds, noisy, true : torch.Tensor, shape (N,), int64
+        Predicted, noisy (given) and true labels.
 
-    Returns:
+    Returns
+    -------
+    dict
         ``train_noisy_accuracy`` (agreement with the given labels), ``train_clean_accuracy``
         (with the true labels), and on the corrupted examples (noisy != true) the fractions
         predicted as their noisy label (``memorized_fraction``) and as their true label

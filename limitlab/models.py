@@ -370,3 +370,12 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, ro
         raise LimitlabError(f"pretrained weights exist only for {', '.join(PRETRAINED)}, not {name}; drop pretrained")
     return spec.build(tuple(input_shape), num_classes, role=role, dropout=dropout, head_bias=head_bias,
                       pretrained=pretrained, **options)
+
+
+def load_weights(module: torch.nn.Module, state: dict, source: str) -> None:
+    """``module.load_state_dict(state)``, with a mismatch reported as one sentence naming ``source``."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise LimitlabError(f"{source}: its weights do not fit this run's model ({first})") from None

@@ -190,12 +190,18 @@ def load_transition(path, num_classes: int) -> np.ndarray:
     """
     k = _check_num_classes(num_classes)
     path = Path(path)
+    try:
+        path.stat()
+    except ValueError:  # a NUL byte in the name
+        raise LimitlabError(f"transition matrix path {str(path)!r} is not a valid file name") from None
+    except OSError:
+        pass  # reported below
     if not path.exists():
-        raise LimitlabError(f"transition matrix file '{path}' does not exist; give the path of a {k}x{k} .npy, .csv or .txt file")
+        raise LimitlabError(f"transition matrix file {str(path)!r} does not exist; give the path of a {k}x{k} .npy, .csv or .txt file")
     if not path.is_file():
-        raise LimitlabError(f"transition matrix path '{path}' is not a file; give the path of a {k}x{k} .npy, .csv or .txt file")
+        raise LimitlabError(f"transition matrix path {str(path)!r} is not a file; give the path of a {k}x{k} .npy, .csv or .txt file")
     if path.stat().st_size == 0:
-        raise LimitlabError(f"transition matrix file '{path}' is empty; it must hold a {k}x{k} matrix")
+        raise LimitlabError(f"transition matrix file {str(path)!r} is empty; it must hold a {k}x{k} matrix")
     is_npy = path.suffix.lower() == ".npy"
     try:
         if is_npy:
@@ -209,9 +215,9 @@ def load_transition(path, num_classes: int) -> np.ndarray:
         reason = "not a valid .npy array file" if is_npy else (str(exc).splitlines() or [type(exc).__name__])[0]
         reason = reason.split("; use `usecols`")[0].rstrip(".")
         raise LimitlabError(
-            f"could not read transition matrix file '{path}' ({reason}); write it with numpy.save or as comma/whitespace-separated numbers"
+            f"could not read transition matrix file {str(path)!r} ({reason}); write it with numpy.save or as comma/whitespace-separated numbers"
         ) from None
-    return check_transition(data, k, where=f"'{path}'")
+    return check_transition(data, k, where=f"{str(path)!r}")
 
 
 @dataclass(frozen=True)
@@ -303,24 +309,24 @@ def parse_noise(spec: str, num_classes: int) -> np.ndarray:
     k = _check_num_classes(num_classes)
     name, arg = split_spec(spec)
     if name not in NOISE_MODELS:
-        raise LimitlabError(f"unknown noise model '{name}' in '{spec}'; known models: {noise_specs_text()}")
+        raise LimitlabError(f"unknown noise model {name!r} in {spec!r}; known models: {noise_specs_text()}")
     entry = NOISE_MODELS.get(name)
     if entry.argument is None:
         if arg is not None:
-            raise LimitlabError(f"noise model '{name}' takes no argument, got '{spec}'; write just '{name}'")
+            raise LimitlabError(f"noise model '{name}' takes no argument, got {spec!r}; write just '{name}'")
         return entry.build(k, None)
     if not arg:
         example = f"{name}:T.npy" if entry.argument == "FILE" else f"{name}:0.4"
         what = "a file name" if entry.argument == "FILE" else "a rate p in [0, 1]"
-        raise LimitlabError(f"noise spec '{spec}' is missing {what}; write it like '{example}'")
+        raise LimitlabError(f"noise spec {spec!r} is missing {what}; write it like '{example}'")
     if entry.argument != "p":
         return entry.build(k, arg)
     try:
         p = float(arg)
     except ValueError:
-        raise LimitlabError(f"noise rate '{arg}' in '{spec}' is not a number; give a value in [0, 1], e.g. '{name}:0.4'") from None
+        raise LimitlabError(f"noise rate {arg!r} in {spec!r} is not a number; give a value in [0, 1], e.g. '{name}:0.4'") from None
     if not 0.0 <= p <= 1.0:
-        raise LimitlabError(f"noise rate {arg} in '{spec}' is outside [0, 1]")
+        raise LimitlabError(f"noise rate {arg} in {spec!r} is outside [0, 1]")
     return entry.build(k, p)
 
 

@@ -27,7 +27,7 @@ from .data.run import RunData, Split, prepare_data
 from .errors import LimitlabError
 from .factories import check_output_shape, is_factory_spec
 from .methods import METHODS, build_objective
-from .models import build_model, default_model
+from .models import build_model, default_model, load_weights
 from .objectives import Objective
 from .runtime import Runtime, start_runtime
 
@@ -39,13 +39,18 @@ def load_classifier_weights(run: str | Path, config: Config, data: RunData, flag
     path = Path(run) / rundir.BEST
     if not path.exists():
         raise LimitlabError(f"{flag} {run}: no {rundir.BEST} there; point it at a finished CE run directory")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    source = Config.from_dict(ckpt["config"])
+    ckpt = rundir.load_checkpoint(path, keys=("config", "classifier"))
+    try:
+        source = Config.from_dict(ckpt["config"])
+    except LimitlabError as e:
+        raise LimitlabError(f"{flag} {run}: the config in {path} is not valid ({e})") from None
     ours, theirs = config.model or default_model(data.input_shape), source.model or default_model(data.input_shape)
     if (source.dataset, theirs) != (config.dataset, ours):
         raise LimitlabError(f"{flag} {run} was trained on {source.dataset} with {theirs}, but this run uses "
                             f"{config.dataset} with {ours}; they must match")
-    head = [v for k, v in ckpt["classifier"].items() if k == "head.weight"]
+    if not isinstance(ckpt["classifier"], dict):
+        raise LimitlabError(f"{flag} {run}: {path} holds no classifier weights; point it at a finished CE run directory")
+    head = [v for k, v in ckpt["classifier"].items() if k == "head.weight" and isinstance(v, torch.Tensor)]
     if head and head[0].shape[0] != data.num_classes:
         raise LimitlabError(f"{flag} {run} has {head[0].shape[0]} classes but this run has {data.num_classes}")
     return ckpt["classifier"]
@@ -72,9 +77,10 @@ def build_run_objective(config: Config, data: RunData, runtime: Runtime | None =
     context, extras = spec.prepare(config, data, make_model, init, predict_proba) if spec.prepare else ({}, {})
     objective = build_objective(config.method, make_model, config, context)
     if init:
-        objective.classifier.load_state_dict(init)
+        load_weights(objective.classifier, init, f"--init-from {config.init_from}")
     if config.q_init_from:
-        objective.q_network.load_state_dict(load_classifier_weights(config.q_init_from, config, data, "--q-init-from"))
+        load_weights(objective.q_network, load_classifier_weights(config.q_init_from, config, data, "--q-init-from"),
+                     f"--q-init-from {config.q_init_from}")
     objective = objective.to(device, memory_format=torch.channels_last)
     if runtime.world > 1 and data.scale.is_cuda:
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)  # global-batch BN statistics
@@ -166,6 +172,29 @@ def evaluate(objective: Objective, data: RunData, config: Config, epoch: int, ru
 
 
 # --------------------------------------------------------------------------- the run
+# A parameter this large means the run has diverged: Adam moves each weight by about lr per step,
+# so a healthy run stays orders of magnitude below it (and the loss may still look finite).
+MAX_PARAMETER = 1e6
+
+
+def check_divergence(objective: Objective, losses_: dict[str, float], epoch: int, lr: float, out: Path) -> None:
+    """Raise LimitlabError (one sentence) when the epoch's loss is not finite or a parameter is
+    non-finite or beyond MAX_PARAMETER. One reduction on the device and one sync per epoch."""
+    params = [p.detach() for p in objective.parameters()]
+    largest = torch.stack([p.abs().amax().float() for p in params if p.numel()]).amax().item() if params else 0.0
+    if all(math.isfinite(v) for v in losses_.values()) and largest <= MAX_PARAMETER:
+        return
+    what = (f"the loss became {losses_.get('loss')}" if not all(math.isfinite(v) for v in losses_.values())
+            else f"a parameter reached {largest:.3g}")
+    raise divergence_error(what, epoch, lr, out)
+
+
+def divergence_error(what: str, epoch: int, lr: float, out: Path) -> LimitlabError:
+    kept = (f"the last good epoch is in {out / rundir.LAST}" if (out / rundir.LAST).exists()
+            else "no epoch completed, so no checkpoint was kept")
+    return LimitlabError(f"training diverged: {what} in epoch {epoch}; try a lower --lr (now {lr:g}); {kept}")
+
+
 def _rng_state(generator: torch.Generator, device: torch.device) -> dict:
     state = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
     if device.type == "cuda":
@@ -174,10 +203,34 @@ def _rng_state(generator: torch.Generator, device: torch.device) -> dict:
 
 
 def _set_rng_state(state: dict, generator: torch.Generator, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["shuffle"])
+    # .cpu(): a checkpoint loaded with map_location=cuda brings the states onto the GPU
+    torch.set_rng_state(state["torch"].cpu())
+    generator.set_state(state["shuffle"].cpu())
     if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+def _restore(out: Path, objective: Objective, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+             device: torch.device) -> tuple[int, dict, int, list[dict]]:
+    """Load ``out``'s last.pt into the objective, optimizer and random generators; returns the first
+    epoch to run, the best epoch so far, the epochs without improvement and the metrics rows kept."""
+    path = out / rundir.LAST
+    ckpt = rundir.load_checkpoint(path, map_location=device,
+                                  keys=("epoch", "objective", "optimizer", "rng", "best", "bad_epochs"))
+    try:
+        objective.load_state_dict(ckpt["objective"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(ckpt["rng"], generator, device)
+        epoch, best, bad_epochs = int(ckpt["epoch"]), dict(ckpt["best"]), int(ckpt["bad_epochs"])
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise LimitlabError(f"checkpoint {path} does not hold the state of this run ({first}); "
+                            "start the run again with --overwrite") from None
+    history = [r for r in rundir.read_metrics(out) if isinstance(r.get("epoch"), int) and r["epoch"] <= epoch]
+    if [r["epoch"] for r in history] != list(range(1, epoch + 1)):
+        raise LimitlabError(f"{out / rundir.METRICS} lacks rows of epochs that {path} has finished (epoch {epoch}), "
+                            "so the run cannot be resumed exactly; start it again with --overwrite")
+    return epoch + 1, best, bad_epochs, history
 
 
 def _summary(config: Config, history: list[dict], best: dict, data: RunData, stopped_early: bool) -> dict:
@@ -229,23 +282,19 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
         step = torch.compile(step)
 
     main = runtime.is_main
+    created = None
     if main:
-        rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        created = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)
     runtime.barrier()
-    with rundir.RunLock(out) if main else contextlib.nullcontext():
+    with rundir.writing(out, fresh=not resume, created=created) if main else contextlib.nullcontext():
         start_epoch, best, bad_epochs, history = 1, {"val_accuracy": -1.0, "epoch": 0, "test_accuracy": None}, 0, []
         if resume and (out / rundir.LAST).exists():
-            ckpt = torch.load(out / rundir.LAST, map_location=device, weights_only=False)
-            objective.load_state_dict(ckpt["objective"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            _set_rng_state(ckpt["rng"], generator, device)
-            start_epoch, best, bad_epochs = ckpt["epoch"] + 1, ckpt["best"], ckpt["bad_epochs"]
-            history = [r for r in rundir.read_metrics(out) if r["epoch"] <= ckpt["epoch"]]
+            start_epoch, best, bad_epochs, history = _restore(out, objective, optimizer, generator, device)
         if main:
             rundir.write_json(out / rundir.CONFIG, config.to_dict())
             rundir.save_npz(out / rundir.NOISY_LABELS, **data.record)
             for name, array in extras.items():
-                rundir.atomic_write_bytes(out / f"{name}.csv", _csv(array))
+                rundir.atomic_write_bytes(rundir.extra_file(out, name), _csv(array))
             rundir.write_metrics(out, history)  # drops rows of an epoch whose checkpoint was never written
 
         stopped_early = config.patience is not None and bad_epochs >= config.patience
@@ -255,12 +304,15 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
                 break
             t0 = time.perf_counter()
             objective.start_epoch(epoch)
-            losses_ = train_one_epoch(objective, optimizer, data, batch_size=config.batch_size, generator=generator,
-                                      runtime=runtime, step=step)
+            try:
+                losses_ = train_one_epoch(objective, optimizer, data, batch_size=config.batch_size, generator=generator,
+                                          runtime=runtime, step=step)
+            except RuntimeError as e:
+                if "overflow" not in str(e):
+                    raise
+                raise divergence_error("the optimizer step overflowed", epoch, config.lr, out) from None
             train_seconds = time.perf_counter() - t0
-            if not all(math.isfinite(v) for v in losses_.values()):
-                raise LimitlabError(f"training diverged: the loss became {losses_['loss']} in epoch {epoch}; "
-                                    f"try a lower --lr (now {config.lr}); the last good epoch is in {out / rundir.LAST}")
+            check_divergence(objective, losses_, epoch, config.lr, out)
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in losses_.items()},
                    **evaluate(objective, data, config, epoch, runtime)}
             improved = row["val_accuracy"] > best["val_accuracy"]

@@ -21,7 +21,7 @@ LAYERS = [
     ("noise", ["limitlab.noise"]),
     ("measurements", ["limitlab.metrics"]),  # pure functions of predictions and labels
     ("run data", ["limitlab.data.run"]),
-    ("models", ["limitlab.models"]),
+    ("models", ["limitlab.models", "limitlab.factories"]),  # factories: a user's network by import path
     ("objectives", ["limitlab.limit", "limitlab.losses", "limitlab.objectives", "limitlab.methods"]),
     ("config", ["limitlab.config"]),
     ("run directory", ["limitlab.rundir"]),

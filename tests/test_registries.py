@@ -131,3 +131,35 @@ def test_cli_refuses_a_flag_the_method_does_not_read(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--beta is not read by --method ce" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_new_method_is_one_registration(tmp_path, monkeypatch):
+    """The README's example: a registered method trains through the CLI, gets a sweep run name and a
+    report row, with nothing else changed."""
+    import torch.nn.functional as F
+
+    from limitlab import methods
+    from limitlab.analysis.runs import collect_runs
+    from limitlab.analysis.tables import aggregate
+    from limitlab.cli import main
+    from limitlab.experiments.expand import run_name
+
+    monkeypatch.setattr(methods.METHODS, "_specs", dict(methods.METHODS._specs))
+
+    def sce_loss(logits, targets):
+        p = logits.softmax(1)
+        reverse = -(p * F.one_hot(targets, logits.shape[1]).clamp_min(1e-4).log()).sum(1).mean()
+        return F.cross_entropy(logits, targets) + reverse
+
+    @methods.register_method("sce", description="symmetric cross-entropy", label="SCE")
+    def _sce(make_model, config, context):
+        from limitlab.objectives import LossOnLogits
+        return LossOnLogits(make_model("classifier"), sce_loss, "sce")
+
+    out = tmp_path / "sce"
+    assert main(["train", "--dataset", "digits", "--noise", "uniform:0.3", "--method", "sce", "--epochs", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    assert "train_sce" in (out / "metrics.jsonl").read_text()
+    assert run_name(Config(method="sce", dataset="digits")) == "digits_nall_none_sce"
+    (row,) = aggregate(collect_runs(tmp_path))
+    assert row.method == "sce" and row.seeds == 1

@@ -36,7 +36,7 @@ from ..train import build_run_objective, predict
 from . import plots
 
 SCORES = ("classifier_disagreement", "limit_gradient_mismatch")
-LABEL_ERRORS, DETECTION, SUSPECTS = "label_errors.csv", "detection.json", "suspects.png"
+LABEL_ERRORS, DETECTION, SUSPECTS = rundir.LABEL_ERRORS, rundir.DETECTION, rundir.SUSPECTS
 GRID_MAX = 64  # at most 8 × 8 images in suspects.png
 
 
@@ -70,22 +70,38 @@ def _check_labels(run: Path, config: Config, data: RunData) -> None:
     path = run / rundir.NOISY_LABELS
     if not path.exists():
         raise LimitlabError(f"{run} has no {rundir.NOISY_LABELS}; it is not a complete limitlab run directory")
-    with np.load(path) as saved:
-        same = (np.array_equal(saved["train_index"], data.record["train_index"])
-                and np.array_equal(saved["train_noisy"], data.record["train_noisy"]))
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            same = (np.array_equal(saved["train_index"], data.record["train_index"])
+                    and np.array_equal(saved["train_noisy"], data.record["train_noisy"]))
+    except Exception as e:  # a truncated or foreign .npz: zipfile, numpy and KeyError all apply
+        raise LimitlabError(f"{path} is truncated or corrupt ({type(e).__name__}); "
+                            "it is not a complete limitlab run directory") from None
     if not same:
         raise LimitlabError(f"the training labels rebuilt from {config.dataset} (seed {config.seed}) differ from "
                             f"those the run saved in {path}: the data files changed since it was trained; "
-                            "restore the original files (or their --data-dir) to score this run")
+                            "point detect --data-dir at the original files to score this run")
+
+
+def _data_dir(saved: str | None, given: str | Path | None) -> str | None:
+    """Where detect reads the run's data: ``given`` (--data-dir), else the run's saved data_dir when
+    it still exists, else None ($LIMITLAB_DATA, then ~/.cache/limitlab: see resolve_data_dir)."""
+    if given is not None:
+        return str(given)
+    if saved is not None and Path(saved).expanduser().exists():
+        return saved
+    return None
 
 
 def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto", require_q: bool = False,
-                progress: bool = False) -> RunOutputs:
+                progress: bool = False, data_dir: str | Path | None = None) -> RunOutputs:
     """Load a run's config and best checkpoint, rebuild its data (same seed: same split and noisy
     labels, checked against noisy_labels.npz) and return the softmax outputs of its classifier, and
     of its q-network when it has one, on the training split in eval mode.
 
     ``require_q``: raise LimitlabError when the run has no q-network (before predicting anything).
+    ``data_dir``: where the data are now (default: the run's saved data_dir if it still exists,
+    else $LIMITLAB_DATA, else ~/.cache/limitlab).
     """
     run = Path(run_dir)
     if not run.is_dir():
@@ -96,6 +112,7 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
         raise LimitlabError(f"{run} has no {rundir.BEST} (no epoch has finished yet); train it first, "
                             f"or continue it with `limitlab train --out {run} --resume`")
     config = Config.load(run / rundir.CONFIG)
+    config = dataclasses.replace(config, data_dir=_data_dir(config.data_dir, data_dir))
     runtime = Runtime(resolve_device(device))
     if progress:
         print(f"detect: rebuilding the data of {run} ({config.dataset}, noise {config.noise}, seed {config.seed})",
@@ -107,10 +124,10 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
     if require_q and q_network is None:
         raise LimitlabError(f"the score limit_gradient_mismatch needs a LIMIT run (one with a q-network), but {run} "
                             f"was trained with --method {config.method}; use classifier_disagreement or auto")
-    ckpt = torch.load(run / rundir.BEST, map_location=runtime.device, weights_only=False)
+    ckpt = rundir.load_checkpoint(run / rundir.BEST, map_location=runtime.device, keys=("objective",))
     try:
         objective.load_state_dict(ckpt["objective"])
-    except (KeyError, RuntimeError) as e:
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as e:
         raise LimitlabError(f"{run / rundir.BEST} does not hold the objective of the run's config "
                             f"({type(e).__name__}: {str(e).splitlines()[0]}); retrain the run") from None
     if progress:
@@ -171,7 +188,8 @@ def label_issues(probs_f: np.ndarray, labels: np.ndarray, probs_q: np.ndarray | 
 
 
 def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | Path | None = None,
-           batch_size: int = 256, progress: bool = True, device: str = "auto") -> dict:
+           batch_size: int = 256, progress: bool = True, device: str = "auto",
+           data_dir: str | Path | None = None) -> dict:
     """Rank a run's training examples by how likely their label is wrong, and write the results.
 
     Args:
@@ -185,6 +203,8 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
         batch_size: evaluation batch size.
         progress: print what it is doing to stderr.
         device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
+        data_dir: where the run's data are now; default: the data_dir saved with the run if it
+            still exists, else $LIMITLAB_DATA, else ~/.cache/limitlab.
 
     Writes (atomically) into ``out``:
         label_errors.csv: rank, index (into the official training set), given_label, predicted_label
@@ -207,12 +227,14 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
     if top < 1:
         raise LimitlabError(f"top must be at least 1, not {top}")
     run = Path(run_dir)
-    r = run_outputs(run, batch_size, device, require_q=score == "limit_gradient_mismatch", progress=progress)
+    out = Path(out) if out is not None else run
+    rundir.check_output_dir(out, "--out")
+    r = run_outputs(run, batch_size, device, require_q=score == "limit_gradient_mismatch", progress=progress,
+                    data_dir=data_dir)
     issues = label_issues(r.probs_f, r.labels, r.probs_q, score)
     name, s, scores, predicted, flagged = (issues.score_name, issues.score, issues.scores, issues.predicted,
                                            issues.is_label_issue)
     order = np.argsort(-s, kind="stable")
-    out = Path(out) if out is not None else run
 
     summary = {"run": str(run), "method": r.config.method, "dataset": r.config.dataset, "noise": r.config.noise,
                "score": name, "scores_available": list(scores), "n": len(s), "top": top,

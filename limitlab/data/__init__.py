@@ -112,20 +112,6 @@ def _table(data_dir, argument, download, label_column=None):
     return read_table(path, label_column)
 
 
-def dataset_option_problem(config) -> str | None:
-    """One sentence if ``config`` sets a dataset option (e.g. label_column) that its dataset does not
-    read, else None."""
-    key = str(config.dataset).partition(":")[0].strip().lower()
-    own = DATASETS.get(key).options if key in DATASETS else ()
-    for name in sorted({o for spec in DATASETS.specs() for o in spec.options}):
-        if getattr(config, name) is not None and name not in own:
-            flag = "--" + name.replace("_", "-")
-            readers = ", ".join(s.name + (f":{s.argument}" if s.argument else "") for s in DATASETS.specs()
-                                if name in s.options)
-            return f"{flag} is for the {readers} dataset, not {config.dataset}; drop it"
-    return None
-
-
 def dataset_specs_text() -> str:
     """``digits, mnist, …, table:FILE``: the dataset forms, for help texts."""
     return ", ".join(s.name + (f":{s.argument}" if s.argument else "") for s in DATASETS.specs())
@@ -140,7 +126,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     ``download`` is true; ``digits`` is embedded in the package. ``clothing1m`` (from
     ``<data root>/clothing1m/``) and ``imagefolder`` (``data_dir`` is the folder itself) are lists of
     image files (FileData). ``table:FILE`` is a feature table (:class:`limitlab.data.table.TableData`).
-    ``options`` holds Config fields; a dataset gets those it declares (``table``: ``label_column``).
+    ``options`` holds Config fields (None: not set); a dataset gets those it declares (``table``:
+    ``label_column``), and one that is set but not declared is a one-sentence error.
     """
     key, sep, argument = str(name).strip().partition(":")
     key = key.strip().lower()
@@ -151,5 +138,11 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         raise LimitlabError(f"dataset {key} takes no argument, got {name!r}; write just {key!r}")
     if spec.argument is not None and not argument.strip():
         raise LimitlabError(f"dataset {key} needs an argument: write it as {key}:{spec.argument}")
-    extra = {k: v for k, v in (options or {}).items() if k in spec.options}
-    return spec.build(data_dir, argument.strip() or None, download, **extra)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    for option in options:
+        if option not in spec.options:  # e.g. --label-column with an image dataset
+            readers = ", ".join(s.name + (f":{s.argument}" if s.argument else "") for s in DATASETS.specs()
+                                if option in s.options)
+            raise LimitlabError(f"--{option.replace('_', '-')} is for the {readers or 'no'} dataset, not {name}; "
+                                "drop it")
+    return spec.build(data_dir, argument.strip() or None, download, **options)

@@ -151,6 +151,16 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
 _BUILTINS = {"list", "dict", "tuple", "set", "frozenset", "bytearray"}
 
 
+def _latin1_bytes(text=None, encoding=None, *rest):
+    """What Python 3 writes for ``bytes`` under pickle protocol 2: ``_codecs.encode(str, "latin1")``
+    (and ``bytes()`` for b""). Only exactly that is accepted; it builds bytes and nothing else."""
+    if text is None and encoding is None and not rest:
+        return b""
+    if rest or not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused("_codecs.encode (or bytes) with arguments other than (str, 'latin1')")
+    return text.encode("latin-1")
+
+
 class _CifarUnpickler(pickle.Unpickler):
     """Builds NumPy arrays and plain containers only; any other global (os.system, ...) is refused."""
 
@@ -160,6 +170,8 @@ class _CifarUnpickler(pickle.Unpickler):
             return allowed
         if module in ("builtins", "__builtin__") and name in _BUILTINS:
             return getattr(builtins, name)
+        if (module, name) in (("_codecs", "encode"), ("builtins", "bytes"), ("__builtin__", "bytes")):
+            return _latin1_bytes
         raise _Refused(f"{module}.{name}")
 
 

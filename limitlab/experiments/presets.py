@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Config
+from ..config import Config, check_field
 from ..errors import LimitlabError
 from ..methods import METHODS
 
@@ -295,7 +295,7 @@ def grid_from_dict(d: dict, where: str) -> Grid:
         raise LimitlabError(f"{where}: a grid must be a JSON object with base, axes, seeds and select")
     extra = sorted(set(d) - {"base", "axes", "seeds", "select", "description", "name"})
     if extra:
-        raise LimitlabError(f"{where}: unknown key(s) {', '.join(extra)}; a grid has base, axes, seeds and select")
+        raise LimitlabError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}; a grid has base, axes, seeds and select")
     base, axes = d.get("base", {}), d.get("axes", {})
     seeds, select = d.get("seeds", [0]), d.get("select", [])
     if not isinstance(base, dict) or not isinstance(axes, dict):
@@ -307,6 +307,14 @@ def grid_from_dict(d: dict, where: str) -> Grid:
     for k, v in axes.items():
         if not isinstance(v, list) or not v:
             raise LimitlabError(f"{where}: axes.{k} must be a non-empty list of values, not {v!r}")
+    try:  # the value types, as Config.from_dict will check them when the runs are expanded
+        for k, v in base.items():
+            check_field(k, v)
+        for k, values in axes.items():
+            for v in values:
+                check_field(k, v)
+    except LimitlabError as e:
+        raise LimitlabError(f"{where}: {e}") from None
     both = sorted(set(base) & set(axes))
     if both:
         raise LimitlabError(f"{where}: {', '.join(both)} is both in base and in axes; keep it in one")
@@ -330,7 +338,7 @@ def preset_from_dict(d: dict, name: str, where: str | None = None) -> Preset:
     if "grids" in d:
         extra = sorted(set(d) - {"description", "grids", "name"})
         if extra:
-            raise LimitlabError(f"{where}: unknown key(s) {', '.join(extra)} beside \"grids\"")
+            raise LimitlabError(f"{where}: unknown key(s) {', '.join(map(repr, extra))} beside \"grids\"")
         if not isinstance(d["grids"], list) or not d["grids"]:
             raise LimitlabError(f"{where}: \"grids\" must be a non-empty list of grids")
         grids = [grid_from_dict(g, f"{where}, grid {i + 1}") for i, g in enumerate(d["grids"])]
@@ -350,14 +358,16 @@ def load_grid(preset: str | Path | Preset) -> Preset:
     if text.endswith(".json") or path.is_file():
         try:
             raw = path.read_text()
-        except OSError as e:
-            raise LimitlabError(f"cannot read the grid file {path}: {e.strerror or e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise LimitlabError(f"cannot read the grid file {path}: {getattr(e, 'strerror', None) or e}") from None
         try:
             d = json.loads(raw)
         except json.JSONDecodeError as e:
             raise LimitlabError(f"the grid file {path} is not valid JSON: {e.msg} at line {e.lineno}, "
                                 f"column {e.colno}") from None
+        except RecursionError:
+            raise LimitlabError(f"the grid file {path} is nested too deeply to be a grid") from None
         return preset_from_dict(d, path.stem, str(path))
     close = difflib.get_close_matches(text, PRESETS, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(close)}?" if close else "; list_presets() (limitlab sweep --list) names them all"
+    hint = f"; did you mean {' or '.join(close)}?" if close else "; `limitlab presets` (list_presets() in Python) names them all"
     raise LimitlabError(f"unknown preset {text!r}{hint} (a JSON grid file must end in .json)")

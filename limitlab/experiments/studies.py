@@ -8,7 +8,6 @@ information lower bound per epoch) and ``memorization.png`` (limitlab.analysis.r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .. import rundir
@@ -27,7 +26,7 @@ def run_study(configs: dict[str, Config], out: str | Path, progress: bool = True
         run = out / key.replace(" ", "_")
         runs[key] = run
         if (run / rundir.SUMMARY).exists() and Config.load(run / rundir.CONFIG) == config:
-            summaries[key] = json.loads((run / rundir.SUMMARY).read_text())
+            summaries[key] = rundir.read_json(run / rundir.SUMMARY)
             continue
         resume = (run / rundir.CONFIG).exists() and Config.load(run / rundir.CONFIG) == config
         summaries[key] = train(config, run, resume=resume, overwrite=not resume, progress=progress)

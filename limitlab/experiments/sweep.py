@@ -73,7 +73,7 @@ def run_state(spec: RunSpec, out_dir: str | Path) -> tuple[str, str]:
         if (run / file).exists():
             try:
                 saved = json.loads((run / rundir.CONFIG).read_text())
-            except (OSError, json.JSONDecodeError) as e:
+            except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
                 return "conflict", f"its {rundir.CONFIG} cannot be read ({e}); remove {run} to start it again"
             differences = _config_differences(saved, wanted)
             if differences:
@@ -115,17 +115,19 @@ class Scheduler:
     """The state of one sweep while it runs: which runs wait, run, completed or failed; it starts
     runs whose dependencies are complete, up to ``jobs`` at a time, and collects finished ones."""
 
-    def __init__(self, specs: list[RunSpec], out_dir: Path, jobs: int, launcher, gpus: list[str], progress: bool):
+    def __init__(self, pending: list[RunSpec], out_dir: Path, jobs: int, launcher, gpus: list[str], progress: bool,
+                 threads: int | None = None):
         self.out_dir, self.jobs, self.launcher, self.progress = out_dir, jobs, launcher, progress
         self.statuses: dict[str, RunStatus] = {}
         self.complete: set[str] = set()
         self.bad: set[str] = set()
-        self.pending: list[RunSpec] = []
+        self.pending: list[RunSpec] = list(pending)
+        self.total = len(pending)
         self.running: dict[str, _Running] = {}
         self.gpu_load = {g: 0 for g in gpus}
         self.started = 0
         self.logs = out_dir / SWEEP_DIR
-        threads = str(max(1, cores() // jobs))
+        threads = str(threads or max(1, cores() // jobs))
         package_root = str(Path(__file__).resolve().parents[2])  # children run this limitlab
         pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
         self.env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONPATH": pythonpath}
@@ -216,7 +218,7 @@ class Scheduler:
 
 def run_sweep(preset: str | Path | Preset, out_dir: str | Path, jobs: int = 1, dry_run: bool = False,
               launcher: str = "local", progress: bool = True, launcher_options: dict | None = None,
-              poll_seconds: float = 0.2) -> list[RunStatus]:
+              poll_seconds: float = 0.2, threads: int | None = None) -> list[RunStatus]:
     """Run every run of ``preset`` into ``out_dir/<run name>``, up to ``jobs`` at a time; returns one
     RunStatus per run, in the order of :func:`~limitlab.experiments.expand.expand`. A caller (the
     CLI) exits non-zero unless ``all(s.ok for s in statuses)``.
@@ -224,7 +226,7 @@ def run_sweep(preset: str | Path | Preset, out_dir: str | Path, jobs: int = 1, d
     Complete runs are skipped, interrupted ones resumed, locked ones (a live process holds them) and
     directories holding another run are reported and left alone; a failing run is reported with the last
     line of its stderr and the others go on; a run whose dependency failed is reported as blocked.
-    Locally, each run gets cores // jobs CPU threads (OMP/MKL_NUM_THREADS) and, on a machine with GPUs,
+    Locally, each run gets ``threads`` (default: cores // jobs) CPU threads (OMP/MKL_NUM_THREADS) and, on a machine with GPUs,
     one GPU (CUDA_VISIBLE_DEVICES), shared round-robin when jobs exceed the GPUs. ``launcher="submitit"``
     submits the same commands through submitit (``launcher_options``: see SubmititLauncher).
     ``dry_run`` prints each run's state (done / resume / new / blocked-by-dependency / locked /
@@ -232,6 +234,8 @@ def run_sweep(preset: str | Path | Preset, out_dir: str | Path, jobs: int = 1, d
     preset = load_grid(preset)
     if jobs < 1:
         raise LimitlabError(f"jobs must be at least 1, not {jobs}")
+    if threads is not None and threads < 1:
+        raise LimitlabError(f"threads must be at least 1, not {threads}")
     if launcher not in ("local", "submitit"):
         raise LimitlabError(f"unknown launcher {launcher!r}; use local or submitit")
     specs = expand(preset)
@@ -250,8 +254,7 @@ def run_sweep(preset: str | Path | Preset, out_dir: str | Path, jobs: int = 1, d
         (logs / "logs").mkdir(parents=True, exist_ok=True)
         runner = SubmititLauncher(logs / "submitit", launcher_options) if launcher == "submitit" else LocalLauncher()
     gpus = visible_gpus() if launcher == "local" and to_run else []
-    sched = Scheduler(specs, out_dir, jobs, runner, gpus, progress)
-    sched.pending, sched.total = to_run, len(to_run)
+    sched = Scheduler(to_run, out_dir, jobs, runner, gpus, progress, threads)
     for s in specs:
         state, message = initial[s.name]
         if state not in ("new", "resume"):
