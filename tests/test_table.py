@@ -66,8 +66,18 @@ def test_csv_through_the_cli_and_detect(table_csv, tmp_path, capsys):
     assert summary["score"] == "limit_gradient_mismatch" and summary["suspects_png"] is None
     assert "rows of features" in summary["note"]
     with open(out / "label_errors.csv", newline="") as f:
-        header = next(csv.reader(f))
-    assert {"is_label_issue", "label_quality", "given_label", "predicted_label"} <= set(header)
+        rows = list(csv.DictReader(f))
+    assert {"is_label_issue", "label_quality", "given_label", "predicted_label"} <= set(rows[0])
+    # each suspect points at its row of the user's file, with the labels as the file writes them
+    original = pd.read_csv(table_csv)
+    names = ["setosa", "versicolor", "virginica"]
+    noisy_by_row = dict(zip(record["train_file_row"].tolist(), record["train_noisy"].tolist()))
+    for r in rows:
+        row = int(r["file_row"])
+        assert names[int(r["given_label"])] == r["given_class"] and names[int(r["predicted_label"])] == r["predicted_class"]
+        assert noisy_by_row[row] == int(r["given_label"])
+        true_name = names[int(record["train_true"][list(record["train_file_row"]).index(row)])]
+        assert original.loc[row, "species"] == true_name
 
 
 def test_standardised_with_the_training_split_only(table_csv):
@@ -98,6 +108,7 @@ def test_split_column_and_parquet(tmp_path):
     df.to_parquet(tmp_path / "t.parquet")
     table = read_table(tmp_path / "t.parquet", "species")
     assert table.test_from_file and len(table.test_labels) == 40 and len(table.train_labels) == 200
+    assert list(table.train_rows) == list(range(200))
 
 
 def test_npz_with_its_own_test_split(tmp_path):

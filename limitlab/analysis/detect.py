@@ -211,7 +211,9 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
             (the classifier's), score, is_label_issue (True when the prediction differs from the
             given label) and label_quality (in [0, 1], low = suspicious: cleanlab's columns, see
             :func:`limitlab.metrics.label_quality`), and is_corrupted (when known); file (streamed
-            datasets); ranked by score, highest first.
+            datasets); file_row, given_class and predicted_class (table:FILE datasets: the row in
+            the file, 0-based without the header, and the labels as the file writes them); ranked
+            by score, highest first.
         detection.json: the score used, N, the number flagged (predicted label ≠ given label) and,
             when the corruption mask is known (noise ≠ none): AUROC of every available score,
             precision@k and recall@k for k = top and k = the number of corrupted examples, and
@@ -254,7 +256,11 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
     writer = csv.writer(buf, lineterminator="\n")
     # is_label_issue / label_quality: cleanlab's column names and meaning (low quality = suspicious).
     header = ["rank", "index", "given_label", "predicted_label", "score", "is_label_issue", "label_quality"]
-    writer.writerow(header + ["is_corrupted"] * (r.corrupted is not None) + ["file"] * (files is not None))
+    # tables: the row in the user's file, and the labels as the file writes them
+    file_rows, classes = r.data.record.get("train_file_row"), r.data.record.get("class_names")
+    table = file_rows is not None and classes is not None
+    writer.writerow(header + ["is_corrupted"] * (r.corrupted is not None) + ["file"] * (files is not None)
+                    + ["file_row", "given_class", "predicted_class"] * table)
     for rank, i in enumerate(order, 1):
         row = [rank, int(r.index[i]), int(r.labels[i]), int(predicted[i]), f"{s[i]:.6g}",
                bool(flagged[i]), f"{issues.label_quality[i]:.6g}"]
@@ -262,6 +268,8 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
             row.append(int(r.corrupted[i]))
         if files is not None:
             row.append(files[i])
+        if table:
+            row += [int(file_rows[i]), classes[r.labels[i]], classes[predicted[i]]]
         writer.writerow(row)
     rundir.atomic_write_bytes(out / LABEL_ERRORS, buf.getvalue().encode())
 

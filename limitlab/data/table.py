@@ -116,11 +116,13 @@ class TableData(ImageData):
     """A table or embedding file as a dataset: ``train_images`` / ``test_images`` are float32
     feature tensors [N, D] (or [N, C, H, W]); ``mean`` and ``std`` are None because features are
     standardised with the run's training split only. ``feature_names`` name the D columns after
-    one-hot encoding; ``one_hot`` maps each encoded column to its categories."""
+    one-hot encoding; ``one_hot`` maps each encoded column to its categories; ``train_rows`` gives,
+    for each training example, its row in the file (0-based, header not counted; rows of X for .npz)."""
 
     feature_names: list[str] = field(default_factory=list)
     one_hot: dict = field(default_factory=dict)
     test_from_file: bool = False
+    train_rows: np.ndarray | None = None
 
 
 def read_table(path: str | Path, label_column: str | None = None) -> TableData:
@@ -142,14 +144,15 @@ def read_table(path: str | Path, label_column: str | None = None) -> TableData:
             raise DataError(f"--label-column is for .csv and .parquet files; {path} is .npz, whose labels are "
                             "the array y")
         x, y, x_test, y_test, names, one_hot = _read_npz(path)
+        rows = np.arange(len(y))
     else:
-        x, y, x_test, y_test, names, one_hot = _read_frame(path, suffix, label_column or DEFAULT_LABEL_COLUMN)
+        x, y, x_test, y_test, names, one_hot, rows = _read_frame(path, suffix, label_column or DEFAULT_LABEL_COLUMN)
     from_file = x_test is not None
     if not from_file:  # a fixed held-out test split, independent of the run's seed
         order = np.random.default_rng(0).permutation(len(y))
         n_test = int(round(TEST_FRACTION * len(y)))
         test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-        x, y, x_test, y_test = x[train], y[train], x[test], y[test]
+        x, y, x_test, y_test, rows = x[train], y[train], x[test], y[test], rows[train]
         classes, y_idx, _ = encode_labels(np.concatenate([y, y_test]), what=f"the labels of {path}")
         y_idx, y_test_idx = y_idx[:len(y)], y_idx[len(y):]
     else:
@@ -161,7 +164,7 @@ def read_table(path: str | Path, label_column: str | None = None) -> TableData:
         test_images=torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32)),
         test_labels=torch.from_numpy(y_test_idx),
         mean=None, std=None, class_names=[str(c) for c in classes],
-        feature_names=names, one_hot=one_hot, test_from_file=from_file)
+        feature_names=names, one_hot=one_hot, test_from_file=from_file, train_rows=rows.astype(np.int64))
 
 
 def _read_npz(path: Path):
@@ -268,9 +271,9 @@ def _read_frame(path: Path, suffix: str, label_column: str):
     if y.dtype.kind == "O":
         y = y.astype(str)
     if split is None:
-        return x, y, None, None, names, one_hot
+        return x, y, None, None, names, one_hot, np.arange(len(y))
     test = (split == "test").to_numpy()
     if test.all() or not test.any():
         raise DataError(f"column {SPLIT_COLUMN!r} of {path} marks {'every' if test.all() else 'no'} row as test; "
                         "mark some rows train and some test, or drop the column for a held-out split")
-    return x[~test], y[~test], x[test], y[test], names, one_hot
+    return x[~test], y[~test], x[test], y[test], names, one_hot, np.flatnonzero(~test)
