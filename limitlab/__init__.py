@@ -10,8 +10,12 @@ Importing the package is cheap: each public name is imported on first use (so th
 """
 
 from importlib import import_module
+from importlib import metadata as _metadata
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("limitlab")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -17,6 +17,8 @@ from .errors import LimitlabError
 
 @dataclass
 class Config:
+    """Every setting of one run, with the paper protocol's defaults; saved as the run's ``config.json``."""
+
     # data (docs/method.md §5)
     dataset: str = "digits"
     data_dir: str | None = None

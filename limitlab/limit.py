@@ -14,8 +14,9 @@ make ``ĝ`` close to ``g`` while keeping ``ĝ`` small:
            or ‖ĝ - g‖₁  = ‖s(q) - e_y‖₁         (Laplace,  LIMIT_L)
            + β · ‖ĝ‖²₂                           (the predicted-gradient norm penalty)
 
-Everything here is a batch mean, like cross-entropy. (The paper's reference code sums ĝ over the
-batch; with Adam, whose steps are invariant to the gradient's scale, the two are nearly the same.)
+Everything here is a batch mean by default, like cross-entropy. (The paper's reference code sums ĝ
+over the batch, which ``reduction="sum"`` reproduces; with Adam, whose steps are invariant to the
+gradient's scale, the two are nearly the same.)
 
 Use it in your own loop with your own two networks::
 
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 Q_DISTRIBUTIONS = ("gaussian", "laplace")
+REDUCTIONS = ("mean", "sum", "none")
 
 
 def predicted_gradient_noise(shape, q_dist: str, sample_lambda: float, like: torch.Tensor) -> torch.Tensor:
@@ -55,6 +57,7 @@ def limit_loss(
     sample_lambda: float | None = None,
     train_classifier: bool = True,
     parts: dict | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """LIMIT's training loss for one batch.
 
@@ -67,7 +70,11 @@ def limit_loss(
         sample_lambda: if given, the classifier receives a fresh sample around ĝ at every call
             (Gaussian std sqrt(1/(2λ)) or Laplace scale 1/λ, by ``q_dist``) instead of ĝ itself.
         train_classifier: False during warm-up: only the q-network learns.
-        parts: if a dict is given, the detached loss parts are stored in it.
+        parts: if a dict is given, the detached loss parts are stored in it (reduced like the loss).
+        reduction: "mean" (default): batch means, ``logits`` receive ``ĝ / B``. "sum": the reference
+            code's convention, ``logits`` receive ``ĝ`` itself and the q loss is summed over the
+            batch. "none": a [B] tensor of per-example losses; ``loss.sum().backward()`` then
+            equals "sum" and ``loss.mean().backward()`` equals "mean".
 
     Returns:
         A scalar whose value is the q loss and whose ``backward()`` delivers exactly
@@ -77,25 +84,28 @@ def limit_loss(
     """
     if q_dist not in Q_DISTRIBUTIONS:
         raise ValueError(f"q_dist must be one of {Q_DISTRIBUTIONS}, not {q_dist!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
+    reduce = {"mean": torch.mean, "sum": torch.sum, "none": lambda t: t}[reduction]
     p_f = logits.softmax(dim=1).detach()
     p_q = q_logits.softmax(dim=1)
     onehot = F.one_hot(targets, num_classes=logits.shape[1]).to(p_q.dtype)
 
     # q-network: match the true gradient g = s(f) - e_y (s(f) cancels), keep ĝ small.
     if q_dist == "gaussian":
-        fit = (p_q - onehot).pow(2).sum(dim=1).mean()
+        fit = reduce((p_q - onehot).pow(2).sum(dim=1))
     else:
-        fit = (p_q - onehot).abs().sum(dim=1).mean()
-    penalty = (p_f - p_q).pow(2).sum(dim=1).mean()
+        fit = reduce((p_q - onehot).abs().sum(dim=1))
+    penalty = reduce((p_f - p_q).pow(2).sum(dim=1))
     q_loss = fit + beta * penalty
 
-    # Classifier: a surrogate whose gradient w.r.t. the logits is ĝ / B (ĝ detached, so q gets
-    # nothing from here). Subtracting its detached value keeps the returned value = the q loss.
+    # Classifier: a surrogate whose gradient w.r.t. the logits is ĝ / B (ĝ with "sum"; ĝ detached, so
+    # q gets nothing from here). Subtracting its detached value keeps the returned value = the q loss.
     g_hat = (p_f - p_q).detach()
     if sample_lambda is not None:
         g_hat = g_hat + predicted_gradient_noise(g_hat.shape, q_dist, sample_lambda, g_hat)
     if train_classifier:
-        surrogate = (logits * g_hat).sum(dim=1).mean()
+        surrogate = reduce((logits * g_hat).sum(dim=1))
         q_loss = q_loss + (surrogate - surrogate.detach())
 
     if parts is not None:
@@ -108,7 +118,8 @@ class LIMIT(nn.Module):
     """A classifier and a q-network trained together with :func:`limit_loss`.
 
     ``forward(x, y)`` returns ``(loss, classifier_logits)``; call ``loss.backward()`` and step one
-    optimizer over ``self.parameters()`` (both networks). ``self.classifier`` is the model to keep.
+    optimizer over ``self.parameters()`` (both networks). ``reduction`` is passed to
+    :func:`limit_loss`. ``self.classifier`` is the model to keep.
     ``self.parts`` holds the detached loss parts of the last call.
     """
 
@@ -120,10 +131,14 @@ class LIMIT(nn.Module):
         q_dist: str = "gaussian",
         beta: float = 0.0,
         sample_lambda: float | None = None,
+        reduction: str = "mean",
     ):
         super().__init__()
         if q_dist not in Q_DISTRIBUTIONS:
             raise ValueError(f"q_dist must be one of {Q_DISTRIBUTIONS}, not {q_dist!r}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
+        self.reduction = reduction
         self.classifier = classifier
         self.q_network = q_network
         self.q_dist = q_dist
@@ -137,6 +152,6 @@ class LIMIT(nn.Module):
             logits = self.classifier(x)
         loss = limit_loss(
             logits, self.q_network(x), y, q_dist=self.q_dist, beta=self.beta, sample_lambda=self.sample_lambda,
-            train_classifier=self.train_classifier, parts=self.parts,
+            train_classifier=self.train_classifier, parts=self.parts, reduction=self.reduction,
         )
         return loss, logits

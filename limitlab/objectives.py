@@ -21,6 +21,9 @@ from .limit import LIMIT
 
 
 class Objective(nn.Module):
+    """The loop's interface to a method: ``classifier``, ``forward(x, y) -> (loss, logits)``, ``parts``,
+    ``start_epoch(epoch)`` (see the module docstring)."""
+
     classifier: nn.Module
 
     def __init__(self):

@@ -80,16 +80,19 @@ def check_output_dir(path: str | Path, flag: str) -> None:
 
 
 def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
 
 
 def save_torch(path: Path, obj) -> None:
+    """``torch.save`` ``obj`` to ``path``, atomically."""
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def save_npz(path: Path, **arrays) -> None:
+    """Save NumPy arrays as a compressed ``.npz`` file, atomically."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -134,10 +137,12 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def write_metrics(run: Path, rows: list[dict]) -> None:
+    """Replace a run's ``metrics.jsonl`` by ``rows``, atomically."""
     atomic_write_bytes(Path(run) / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
 def append_metrics(run: Path, row: dict) -> None:
+    """Append one epoch's record to a run's ``metrics.jsonl``."""
     with open(Path(run) / METRICS, "a") as f:
         f.write(json.dumps(row) + "\n")
         f.flush()

@@ -55,6 +55,7 @@ class Runtime:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for ``--device``: "auto" is CUDA when available, else the CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -154,6 +154,7 @@ def predict(model: torch.nn.Module, data: RunData, split: Split, *, batch_size: 
 
 def accuracy(model: torch.nn.Module, data: RunData, split: Split, *, batch_size: int,
              runtime: Runtime | None = None) -> float:
+    """The accuracy of ``model`` on ``split`` against its labels."""
     return (predict(model, data, split, batch_size=batch_size, runtime=runtime) == split.labels).float().mean().item()
 
 
@@ -190,6 +191,8 @@ def check_divergence(objective: Objective, losses_: dict[str, float], epoch: int
 
 
 def divergence_error(what: str, epoch: int, lr: float, out: Path) -> LimitlabError:
+    """The one-sentence error for a run whose loss or parameters stopped being finite: what, when,
+    what to try, and which checkpoint is kept."""
     kept = (f"the last good epoch is in {out / rundir.LAST}" if (out / rundir.LAST).exists()
             else "no epoch completed, so no checkpoint was kept")
     return LimitlabError(f"training diverged: {what} in epoch {epoch}; try a lower --lr (now {lr:g}); {kept}")

@@ -58,6 +58,7 @@ class Row:
 
 
 def default_select() -> tuple[str, ...]:
+    """The config fields a report chooses among by default: the methods' tuned options, lr, dropout and weight decay."""
     return hyperparameter_fields()
 
 
@@ -203,6 +204,7 @@ def row_order(r: Row):
 
 
 def selected_text(r: Row) -> str:
+    """The row's selected hyperparameters as ``field=value, ...`` ("" when there are none)."""
     return ", ".join(f"{k}={_fmt_value(v)}" for k, v in r.selected.items())
 
 

@@ -47,6 +47,7 @@ def check_not_sparse(x, what: str = "X") -> None:
 
 
 def check_same_length(n_x: int, n_y: int, source: str = "X and y") -> None:
+    """One label per row of features."""
     if n_x != n_y:
         raise DataError(f"{source} have different lengths ({n_x} rows of features, {n_y} labels); "
                         "give one label per row")

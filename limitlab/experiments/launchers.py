@@ -24,6 +24,7 @@ def build_command(spec: RunSpec, run_dir: str | Path, resume: bool, config_file:
 
 
 def cores() -> int:
+    """The CPU cores this process may use."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -31,6 +32,7 @@ def cores() -> int:
 
 
 def visible_gpus() -> list[str]:
+    """The CUDA devices visible to this process, as values for ``CUDA_VISIBLE_DEVICES``."""
     try:
         import torch
     except ImportError:
@@ -43,6 +45,7 @@ def visible_gpus() -> list[str]:
 
 
 def last_line(path: Path) -> str:
+    """The last non-empty line of a log file ("" when there is none or it cannot be read)."""
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
@@ -58,6 +61,8 @@ def _run_logged(cmd: list[str], env_overrides: dict, out_path: str, err_path: st
 
 
 class LocalLauncher:
+    """Runs each sweep run as a local subprocess, its output in a log file."""
+
     def start(self, name, cmd, env_overrides, out_path, err_path):
         env = dict(os.environ, **env_overrides)
         with open(out_path, "wb") as out, open(err_path, "wb") as err:

@@ -60,6 +60,8 @@ class Grid:
 
 @dataclass(frozen=True)
 class Preset:
+    """A named experiment: a description and one or more grids of runs."""
+
     name: str
     description: str
     grids: tuple[Grid, ...]
@@ -331,6 +333,8 @@ def grid_from_dict(d: dict, where: str) -> Grid:
 
 
 def preset_from_dict(d: dict, name: str, where: str | None = None) -> Preset:
+    """A Preset from the JSON grid-file form (one grid, or ``{"description", "grids": [...]}``);
+    ``where`` names the source in error messages."""
     where = where or name
     if not isinstance(d, dict):
         raise LimitlabError(f"{where}: a grid file must hold a JSON object, not {type(d).__name__}")
