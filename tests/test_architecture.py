@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "limitlab"
 LAYERS = [
     ("foundation", ["limitlab.errors", "limitlab.registry"]),
     ("datasets", ["limitlab.data", "limitlab.data.*"]),
-    ("noise", ["limitlab.noise"]),
+    ("noise", ["limitlab.noise_files", "limitlab.noise"]),
     ("measurements", ["limitlab.metrics"]),  # pure functions of predictions and labels
     ("run data", ["limitlab.data.run"]),
     ("models", ["limitlab.models", "limitlab.factories"]),  # factories: a user's network by import path

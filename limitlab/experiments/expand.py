@@ -22,7 +22,8 @@ from pathlib import Path
 from ..config import Config
 from ..errors import LimitlabError
 from ..methods import METHODS, option_fields
-from ..noise import LABEL_FILE_SUFFIXES, split_spec
+from ..noise_files import LABEL_FILE_SUFFIXES
+from ..noise import split_spec
 from .presets import CE_RUN, LINK_FIELDS, Preset, load_grid
 
 # Settings every method may change (besides its own options, limitlab.methods): a run with other
