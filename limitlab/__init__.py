@@ -2,7 +2,8 @@
 
 The method itself, usable in any training loop, is :func:`limit_loss` / :class:`LIMIT`
 (``limitlab/limit.py``). Noise models are in :mod:`limitlab.noise`; the paper's protocol runs
-through :func:`train` with a :class:`Config`, or the ``limitlab`` command.
+through :func:`train` with a :class:`Config`, or the ``limitlab`` command; scikit-learn users have
+:class:`LimitClassifier` and :func:`find_label_issues` (``pip install 'limitlab[sklearn]'``).
 
 Importing the package is cheap: each public name is imported on first use (so that, for example,
 ``limitlab presets`` never loads torch).
@@ -23,6 +24,8 @@ _EXPORTS = {
     "train": "train",
 }
 __all__ = [*_EXPORTS, "__version__"]
+# Need the optional scikit-learn and pandas, so they stay out of ``import *``.
+_EXPORTS.update(LimitClassifier="estimator", find_label_issues="estimator")
 
 
 def __getattr__(name):

@@ -32,13 +32,16 @@ def _positive_size(text: str) -> int | None:
 # method option's help names the methods that read it.
 TRAIN_FLAGS = [
     ("--dataset", "dataset", str, "dataset: {datasets}"),
+    ("--label-column", "label_column", str, "table:FILE (.csv/.parquet): the column holding the labels (default: label)"),
     ("--data-dir", "data_dir", str, "folder holding <dataset>/ files (else $LIMITLAB_DATA, else ~/.cache/limitlab)"),
-    ("--noise", "noise", str, "synthetic label noise: {noise}"),
+    ("--noise", "noise", str, "label noise: {noise} (labels:FILE[:KEY] imports noisy labels for the official "
+                              "training set, e.g. labels:CIFAR-10_human.pt:aggre_label)"),
     ("--train-size", "train_size", _positive_size, "use only the first N examples of the shuffled training split "
                                                    "('all': the whole split)"),
     ("--val-fraction", "val_fraction", float, "share of the official training set held out for validation"),
-    ("--model", "model", str, "architecture: {models} (default: cnn4 for 28×28 images, resnet34 for colour "
-                              "images up to 64×64, resnet50 above, mlp otherwise)"),
+    ("--model", "model", str, "architecture: {models}, or your own network as package.module:factory, called "
+                              "factory(input_shape, num_classes) for each network (default: cnn4 for 28×28 images, "
+                              "resnet34 for colour images up to 64×64, resnet50 above, mlp otherwise)"),
     ("--method", "method", str, "training method: {methods}"),
     ("--beta", "beta", float, "weight of the predicted-gradient norm penalty β‖s(f) − s(q)‖²"),
     ("--sample-lambda", "sample_lambda", _optional_float,

@@ -6,3 +6,8 @@ The CLI prints its message as one sentence and exits non-zero, without a traceba
 
 class LimitlabError(Exception):
     """A problem the user can fix; the message says what to do."""
+
+
+class DataError(LimitlabError, ValueError):
+    """Bad input data (NaN, mismatched lengths, one class, ...). The CLI reports it like any
+    LimitlabError; Python callers in the scikit-learn style can catch it as a ValueError."""

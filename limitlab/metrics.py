@@ -105,6 +105,30 @@ def label_error_scores(probs_f: np.ndarray, labels: np.ndarray, probs_q: np.ndar
     return scores
 
 
+# The largest value each score can take: 1 − s(f)_ỹ ≤ 1, and ‖e_ỹ − s(q)‖₂ ≤ √2 (s(q) on another class).
+SCORE_MAX = {"classifier_disagreement": 1.0, "limit_gradient_mismatch": math.sqrt(2.0)}
+
+
+def label_quality(scores: np.ndarray, name: str) -> np.ndarray:
+    """cleanlab's ``label_quality`` convention for a score of :func:`label_error_scores`.
+
+    Parameters
+    ----------
+    scores : np.ndarray, shape (N,)
+        One entry of :func:`label_error_scores` (higher = more suspect).
+    name : str
+        Its key, ``"classifier_disagreement"`` or ``"limit_gradient_mismatch"``.
+
+    Returns
+    -------
+    quality : np.ndarray, shape (N,), float64
+        ``1 − score / SCORE_MAX[name]`` in [0, 1]; low = suspicious. A fixed scale, so the quality
+        of an example does not depend on the other examples. For classifier_disagreement it is
+        s(f)_ỹ, cleanlab's "self_confidence".
+    """
+    return np.clip(1.0 - np.asarray(scores, dtype=np.float64) / SCORE_MAX[name], 0.0, 1.0)
+
+
 def precision_recall_at_k(scores: np.ndarray, is_error: np.ndarray, k: int) -> tuple[float, float]:
     """Precision and recall of the ``k`` highest-scored examples as a flagged set.
 

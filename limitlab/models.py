@@ -16,6 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from .errors import LimitlabError
+from .factories import build_from_factory, is_factory_spec, load_factory
 from .registry import Registry, decorator
 
 
@@ -357,7 +358,8 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, ro
     Parameters
     ----------
     name : str
-        A name in :data:`MODELS`.
+        A name in :data:`MODELS`, or ``package.module:factory`` (a user's network, see
+        :mod:`limitlab.factories`; ``role``, ``dropout`` and ``options`` do not apply to it).
     input_shape : tuple of int
         The shape of one input, e.g. ``(1, 28, 28)``.
     num_classes : int
@@ -378,6 +380,11 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, ro
     nn.Module
         With ``forward_features(x)`` (z, the last layer's input) and ``head`` (the last layer).
     """
+    if is_factory_spec(name):  # --model package.module:factory, called as factory(input_shape, num_classes)
+        if not head_bias:
+            raise LimitlabError(f"this method needs a network with a bias-free last layer (head) and forward_features(); "
+                                f"--model {name} is a factory, so use a registered model")
+        return build_from_factory(load_factory(name), input_shape, num_classes, name)
     spec = MODELS.get(name)
     if pretrained and name not in PRETRAINED:
         raise LimitlabError(f"pretrained weights exist only for {', '.join(PRETRAINED)}, not {name}; drop pretrained")
@@ -410,11 +417,13 @@ def fuse_for_eval(model: nn.Module) -> nn.Module:
 
     BatchNorm in eval mode is an affine map per channel, so ``W x + b`` followed by it is again
     ``W' x + b'``: the copy computes the same function as ``model.eval()`` (up to float rounding)
-    with one pass over the activations less per BatchNorm. Pairs found: consecutive modules in an
-    ``nn.Sequential`` (cnn4, mlp, the ResNets' shortcuts) and attributes ``convN``/``bnN`` of one
-    module (the ResNets' stem and blocks); that covers every BatchNorm of :data:`MODELS` ("linear"
-    has none). A BatchNorm elsewhere is kept and still evaluated correctly. The copy is in eval
-    mode without gradients; ``model`` (and its ``training`` flag) is left untouched.
+    with one pass over the activations less per BatchNorm. Pairs folded: consecutive modules in a
+    plain ``nn.Sequential`` (whose forward feeds each output only to the next module: cnn4, mlp,
+    the ResNets' shortcuts, and such blocks in a user's network) and ``convN``/``bnN`` of this
+    module's ResNets and blocks, whose forwards apply ``bnN`` right after ``convN``. That covers
+    every BatchNorm of :data:`MODELS` ("linear" has none). Any other BatchNorm is kept, so the copy
+    stays exact for any network. The copy is in eval mode without gradients; ``model`` (and its
+    ``training`` flag) is left untouched.
 
     Parameters
     ----------
@@ -428,11 +437,13 @@ def fuse_for_eval(model: nn.Module) -> nn.Module:
     """
     fused = copy.deepcopy(model).eval()
     for module in list(fused.modules()):
-        if isinstance(module, nn.Sequential):
+        if type(module) is nn.Sequential:  # not a subclass: its forward may use the layers otherwise
             for i in range(len(module) - 1):
                 merged = _fuse_pair(module[i], module[i + 1])
                 if merged is not None:
                     module[i], module[i + 1] = merged, nn.Identity()
+        if type(module) not in (ResNet, BasicBlock, Bottleneck):
+            continue
         names = dict(module.named_children())
         for name, child in names.items():
             if name.startswith("conv") and f"bn{name[4:]}" in names:

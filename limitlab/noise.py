@@ -17,12 +17,12 @@ Every user mistake raises :class:`limitlab.errors.LimitlabError` with a one-sent
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .errors import LimitlabError
+from .noise_files import load_noisy_labels, read_matrix_file
 from .registry import Registry
 
 
@@ -189,47 +189,28 @@ def load_transition(path, num_classes: int) -> np.ndarray:
         The matrix, checked to be finite, non-negative, with rows summing to 1 (within 1e-6).
     """
     k = _check_num_classes(num_classes)
-    path = Path(path)
-    try:
-        path.stat()
-    except ValueError:  # a NUL byte in the name
-        raise LimitlabError(f"transition matrix path {str(path)!r} is not a valid file name") from None
-    except OSError:
-        pass  # reported below
-    if not path.exists():
-        raise LimitlabError(f"transition matrix file {str(path)!r} does not exist; give the path of a {k}x{k} .npy, .csv or .txt file")
-    if not path.is_file():
-        raise LimitlabError(f"transition matrix path {str(path)!r} is not a file; give the path of a {k}x{k} .npy, .csv or .txt file")
-    if path.stat().st_size == 0:
-        raise LimitlabError(f"transition matrix file {str(path)!r} is empty; it must hold a {k}x{k} matrix")
-    is_npy = path.suffix.lower() == ".npy"
-    try:
-        if is_npy:
-            data = np.load(path, allow_pickle=False)
-        else:
-            delimiter = "," if path.suffix.lower() == ".csv" else None
-            data = np.loadtxt(path, delimiter=delimiter, dtype=np.float64, ndmin=2)
-    except (OSError, ValueError, EOFError) as exc:
-        # numpy's own message is useful for text files (bad number, ragged row) but misleading for
-        # a corrupt .npy file (it talks about pickles), so .npy gets a plain reason.
-        reason = "not a valid .npy array file" if is_npy else (str(exc).splitlines() or [type(exc).__name__])[0]
-        reason = reason.split("; use `usecols`")[0].rstrip(".")
-        raise LimitlabError(
-            f"could not read transition matrix file {str(path)!r} ({reason}); write it with numpy.save or as comma/whitespace-separated numbers"
-        ) from None
-    return check_transition(data, k, where=f"{str(path)!r}")
+    return check_transition(read_matrix_file(path, k), k, where=f"{str(path)!r}")
 
 
 @dataclass(frozen=True)
 class NoiseSpec:
     """A noise model: ``build(num_classes, argument) -> T`` (K × K, row-stochastic). ``argument`` says
     what follows the colon of the spec: ``"p"`` (a rate in [0, 1], passed as a float), ``"FILE"``
-    (passed as text) or None (no argument)."""
+    (passed as text) or None (no argument). A model with ``read_labels`` reads the noisy labels
+    themselves (see :func:`noisy_labels`)."""
 
     name: str
     description: str
     build: Callable[[int, object], np.ndarray]
     argument: str | None = "p"
+    # Models whose noisy labels are given, not drawn from a T (labels:FILE[:KEY]):
+    # read_labels(argument, true_labels, num_classes, search_folders) -> noisy labels [N].
+    read_labels: Callable | None = None
+
+
+def _labels_have_no_matrix(k, arg):
+    raise LimitlabError(f"noise spec {f'labels:{arg}'!r} reads the noisy labels from a file and has no transition matrix "
+                        "of its own; use noise.noisy_labels(spec, true_labels, K, seed)")
 
 
 NOISE_MODELS: Registry[NoiseSpec] = Registry("noise model", "--noise")
@@ -244,6 +225,10 @@ for _spec in (
                               "probability p", lambda k, p: pair_cifar10_transition(p, k)),
     NoiseSpec("matrix", "a K x K row-stochastic matrix from a .npy, .csv or whitespace-separated .txt file",
               lambda k, path: load_transition(path, k), argument="FILE"),
+    NoiseSpec("labels", "noisy labels for the official training set, in its order, from a .npy, a .csv/.txt (one "
+                        "per line) or a .pt file with KEY (e.g. CIFAR-10N's aggre_label); the dataset's labels stay "
+                        "the true ones", _labels_have_no_matrix, argument="FILE[:KEY]",
+              read_labels=load_noisy_labels),
 ):
     NOISE_MODELS.add(_spec)
 
@@ -317,6 +302,32 @@ def parse_noise(spec: str, num_classes: int) -> np.ndarray:
     return entry.build(k, p)
 
 
+def noisy_labels(spec: str, true_labels: np.ndarray, num_classes: int, seed: int, search: tuple = (),
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The noisy labels of a noise spec and the transition matrix they come from.
+
+    Synthetic specs: T from :func:`parse_noise`, labels drawn by :func:`corrupt_labels` with
+    ``seed``. Models that read their labels (``labels:FILE[:KEY]``, see :func:`limitlab.noise_files.load_noisy_labels`;
+    ``search`` folders are tried for a relative FILE): those labels, and T their
+    :func:`empirical_transition` (so that H(ỹ|x) and the information bound still work).
+
+    Returns
+    -------
+    noisy : np.ndarray of int64, shape (N,)
+    transition : np.ndarray, shape (K, K)
+    """
+    name, arg = split_spec(spec)
+    entry = NOISE_MODELS.get(name) if name in NOISE_MODELS else None
+    if entry is not None and entry.read_labels is not None:
+        if not arg:
+            raise LimitlabError(f"noise spec '{spec}' is missing a file; write it like '{name}:noisy.npy' or "
+                                f"'{name}:CIFAR-10_human.pt:aggre_label'")
+        noisy = entry.read_labels(arg, np.asarray(true_labels), _check_num_classes(num_classes), search)
+        return noisy, empirical_transition(true_labels, noisy, num_classes)
+    transition = parse_noise(spec, num_classes)
+    return corrupt_labels(true_labels, transition, seed), transition
+
+
 # --------------------------------------------------------------------------------------------
 # Corruption
 # --------------------------------------------------------------------------------------------
@@ -363,6 +374,32 @@ def corrupt_labels(labels: np.ndarray, transition: np.ndarray, seed: int) -> np.
         idx = np.flatnonzero(flat == c)
         out[idx] = np.searchsorted(cum[c], u[idx], side="right")
     return out.reshape(y.shape)
+
+
+def empirical_transition(true_labels: np.ndarray, noisy_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """The transition matrix that a set of (true, noisy) label pairs realises.
+
+    ``T[i, j]`` = the fraction of examples of true class i whose noisy label is j. A class with no
+    examples gets the identity row. Used for imported noisy labels (``labels:FILE``), whose noise
+    process is unknown, so that H(noisy label | x) can still be computed for the information bound.
+
+    Parameters
+    ----------
+    true_labels, noisy_labels : np.ndarray of int, shape (N,)
+        Labels in [0, K).
+    num_classes : int
+        K.
+
+    Returns
+    -------
+    transition : np.ndarray, shape (K, K), float64
+        Row-stochastic.
+    """
+    k = _check_num_classes(num_classes)
+    a, b = np.asarray(true_labels, dtype=np.int64), np.asarray(noisy_labels, dtype=np.int64)
+    counts = np.bincount(a * k + b, minlength=k * k).reshape(k, k).astype(np.float64)
+    rows = counts.sum(1, keepdims=True)
+    return np.where(rows > 0, counts / np.maximum(rows, 1), np.eye(k))
 
 
 def realised_rate(true_labels: np.ndarray, noisy_labels: np.ndarray) -> float:

@@ -25,6 +25,7 @@ from . import metrics, rundir
 from .config import Config
 from .data.run import RunData, Split, prepare_data
 from .errors import LimitlabError
+from .factories import check_output_shape, is_factory_spec
 from .methods import METHODS, build_objective
 from .models import build_model, default_model, fuse_for_eval, load_weights
 from .objectives import Objective
@@ -84,6 +85,14 @@ def build_run_objective(config: Config, data: RunData, runtime: Runtime | None =
     if runtime.distributed and data.scale.is_cuda:
         objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)  # global-batch BN statistics
     return objective, extras
+
+
+def check_networks(objective: Objective, data: RunData, name: str) -> None:
+    """The classifier (and q-network) map a batch of two training inputs to logits [2, K]."""
+    x, _ = next(data.batches(data.train, torch.arange(min(2, len(data.train)), device=data.scale.device), 2))
+    for net in (objective.classifier, getattr(objective, "q_network", None)):
+        if net is not None:
+            check_output_shape(net, x, data.num_classes, name)
 
 
 def make_optimizer(objective: Objective, config: Config, device: torch.device) -> torch.optim.Optimizer:
@@ -276,6 +285,8 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
     data = prepare_data(config, device)
     torch.manual_seed(config.seed)
     objective, extras = build_run_objective(config, data, runtime)
+    if is_factory_spec(config.model):  # a user's network: check its output on one batch before writing
+        check_networks(objective, data, config.model)
     optimizer = make_optimizer(objective, config, device)
     generator = torch.Generator().manual_seed(config.seed)
     step = objective

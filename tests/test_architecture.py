@@ -18,10 +18,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "limitlab"
 LAYERS = [
     ("foundation", ["limitlab.errors", "limitlab.registry"]),
     ("datasets", ["limitlab.data", "limitlab.data.*"]),
-    ("noise", ["limitlab.noise"]),
+    ("noise", ["limitlab.noise_files", "limitlab.noise"]),
     ("measurements", ["limitlab.metrics"]),  # pure functions of predictions and labels
     ("run data", ["limitlab.data.run"]),
-    ("models", ["limitlab.models"]),
+    ("models", ["limitlab.models", "limitlab.factories"]),  # factories: a user's network by import path
     ("objectives", ["limitlab.limit", "limitlab.losses", "limitlab.objectives", "limitlab.methods"]),
     ("config", ["limitlab.config"]),
     ("run directory", ["limitlab.rundir"]),

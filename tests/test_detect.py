@@ -107,10 +107,18 @@ def test_detect_end_to_end(runs, tmp_path, method, score):
     summary = detect(runs / method, top=16, out=out, progress=False)
     assert summary["score"] == score and summary["n"] == 200
     rows = read_csv(out / "label_errors.csv")
-    assert list(rows[0]) == ["rank", "index", "given_label", "predicted_label", "score", "is_corrupted"]
+    assert list(rows[0]) == ["rank", "index", "given_label", "predicted_label", "score", "is_label_issue",
+                             "label_quality", "is_corrupted"]
     assert [int(r["rank"]) for r in rows] == list(range(1, 201))
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
+    # cleanlab's columns: an issue is a prediction that differs from the given label; quality is the
+    # score on a fixed [0, 1] scale, low = suspicious (1 - score / sqrt(2) for LIMIT, s(f)_y for CE)
+    top = 2 ** 0.5 if score == "limit_gradient_mismatch" else 1.0
+    for r in rows:
+        assert r["is_label_issue"] == str(r["given_label"] != r["predicted_label"])
+        assert float(r["label_quality"]) == pytest.approx(1 - float(r["score"]) / top, abs=2e-6)
+    assert summary["num_flagged"] == sum(r["is_label_issue"] == "True" for r in rows)
     saved = np.load(runs / method / "noisy_labels.npz")
     assert sorted(int(r["index"]) for r in rows) == sorted(saved["train_index"].tolist())
     by_index = dict(zip(saved["train_index"].tolist(), zip(saved["train_noisy"].tolist(),

@@ -426,3 +426,28 @@ def test_cnn4_last_conv_as_matrix_product_matches_the_convolution():
         grads_plain = torch.autograd.grad(y_plain, (x, plain.weight, plain.bias), g)
         for a, b in zip(grads, grads_plain):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_fuse_for_eval_leaves_batchnorms_it_cannot_prove_adjacent():
+    """A user's network named conv1/bn1 whose forward does not apply bn1 right after conv1 keeps
+    its BatchNorm (the copy stays exact); a plain Sequential inside it is folded."""
+    from limitlab.models import fuse_for_eval
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(3)  # applied to the input, before conv1: folding it into conv1 would be wrong
+            self.block = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+
+        def forward(self, x):
+            return self.block(self.conv1(self.bn1(x))).mean((2, 3))
+
+    torch.manual_seed(0)
+    net = Net()
+    _randomize_batchnorm(net)
+    fused = fuse_for_eval(net)
+    assert isinstance(fused.bn1, nn.BatchNorm2d) and isinstance(fused.block[1], nn.Identity)
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), net.eval()(x), rtol=1e-4, atol=1e-5)

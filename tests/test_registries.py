@@ -16,7 +16,7 @@ from limitlab.data.run import prepare_data
 from limitlab.errors import LimitlabError
 from limitlab.methods import METHODS, option_fields, option_problem
 from limitlab.models import MODELS, build_model
-from limitlab.noise import NOISE_MODELS, corrupt_labels, parse_noise
+from limitlab.noise import NOISE_MODELS, corrupt_labels, noisy_labels, parse_noise, uniform_transition
 from limitlab.train import build_run_objective
 
 SHAPES = [(1, 28, 28), (3, 32, 32), (1, 8, 8)]  # tried in order: the first one a model accepts
@@ -85,18 +85,24 @@ def test_every_model_builds_runs_and_backpropagates(name):
 @pytest.mark.parametrize("name", NOISE_MODELS.names())
 def test_every_noise_model_is_row_stochastic_and_corrupts_as_it_says(name, tmp_path):
     spec = NOISE_MODELS.get(name)
-    if spec.argument is None:
-        text = name
-    elif spec.argument == "p":
-        text = f"{name}:0.3"
-    else:
-        path = tmp_path / "T.npy"
-        np.save(path, np.full((10, 10), 0.05) + np.eye(10) * 0.5)
-        text = f"{name}:{path}"
-    t = parse_noise(text, 10)
-    assert t.shape == (10, 10) and (t >= 0).all() and np.allclose(t.sum(1), 1)
     labels = np.repeat(np.arange(10), 2000)
-    noisy = corrupt_labels(labels, t, seed=0)
+    if spec.read_labels is not None:  # the noisy labels come from a file; T is the transition they realise
+        given = corrupt_labels(labels, uniform_transition(10, 0.3), seed=1)
+        np.save(tmp_path / "noisy.npy", given)
+        noisy, t = noisy_labels(f"{name}:{tmp_path / 'noisy.npy'}", labels, 10, seed=0)
+        assert np.array_equal(noisy, given)
+    else:
+        if spec.argument is None:
+            text = name
+        elif spec.argument == "p":
+            text = f"{name}:0.3"
+        else:
+            path = tmp_path / "T.npy"
+            np.save(path, np.full((10, 10), 0.05) + np.eye(10) * 0.5)
+            text = f"{name}:{path}"
+        t = parse_noise(text, 10)
+        noisy = corrupt_labels(labels, t, seed=0)
+    assert t.shape == (10, 10) and (t >= 0).all() and np.allclose(t.sum(1), 1)
     empirical = np.array([np.bincount(noisy[labels == k], minlength=10) / 2000 for k in range(10)])
     assert np.abs(empirical - t).max() < 0.04
 

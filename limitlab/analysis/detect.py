@@ -143,6 +143,50 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
                       probs_f=proba(objective.classifier), probs_q=None if q_network is None else proba(q_network))
 
 
+@dataclass
+class LabelIssues:
+    """Per-example label-issue results in cleanlab's convention (see :func:`label_issues`)."""
+
+    score_name: str                 # which score of metrics.label_error_scores ranks the examples
+    score: np.ndarray               # [N] higher = more suspect
+    label_quality: np.ndarray       # [N] in [0, 1], low = suspicious (metrics.label_quality)
+    predicted: np.ndarray           # [N] the classifier's predicted class
+    is_label_issue: np.ndarray      # [N] bool: the prediction differs from the given label
+    scores: dict                    # every available score, by name
+
+
+def label_issues(probs_f: np.ndarray, labels: np.ndarray, probs_q: np.ndarray | None = None,
+                 score: str = "auto") -> LabelIssues:
+    """Score and flag each example's given label, from a classifier's (and LIMIT's q-network's) outputs.
+
+    Parameters
+    ----------
+    probs_f : np.ndarray, shape (N, K)
+        The classifier's softmax s(f).
+    labels : np.ndarray, shape (N,)
+        The given labels ỹ, integers in [0, K).
+    probs_q : np.ndarray, shape (N, K), optional
+        LIMIT's q-network softmax s(q).
+    score : str
+        "auto" (limit_gradient_mismatch when ``probs_q`` is given, else classifier_disagreement) or
+        one of :data:`SCORES`.
+
+    Returns
+    -------
+    LabelIssues
+        Flagged: the classifier's prediction differs from the given label (LIMIT's classifier never
+        sees the labels, so no cross-validation is needed for this to be out-of-sample-like).
+    """
+    scores = metrics.label_error_scores(probs_f, labels, probs_q)
+    name = score if score != "auto" else ("limit_gradient_mismatch" if probs_q is not None
+                                          else "classifier_disagreement")
+    if name not in scores:
+        raise LimitlabError(f"the score {name} is not available here; choose one of {', '.join(scores)}")
+    predicted = np.asarray(probs_f).argmax(1)
+    return LabelIssues(score_name=name, score=scores[name], label_quality=metrics.label_quality(scores[name], name),
+                       predicted=predicted, is_label_issue=predicted != np.asarray(labels), scores=scores)
+
+
 def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | Path | None = None,
            batch_size: int = 256, progress: bool = True, device: str = "auto",
            data_dir: str | Path | None = None) -> dict:
@@ -164,8 +208,12 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
 
     Writes (atomically) into ``out``:
         label_errors.csv: rank, index (into the official training set), given_label, predicted_label
-            (the classifier's), score, and is_corrupted (when known); file (streamed datasets);
-            ranked by score, highest first.
+            (the classifier's), score, is_label_issue (True when the prediction differs from the
+            given label) and label_quality (in [0, 1], low = suspicious: cleanlab's columns, see
+            :func:`limitlab.metrics.label_quality`), and is_corrupted (when known); file (streamed
+            datasets); file_row, given_class and predicted_class (table:FILE datasets: the row in
+            the file, 0-based without the header, and the labels as the file writes them); ranked
+            by score, highest first.
         detection.json: the score used, N, the number flagged (predicted label ≠ given label) and,
             when the corruption mask is known (noise ≠ none): AUROC of every available score,
             precision@k and recall@k for k = top and k = the number of corrupted examples, and
@@ -185,13 +233,10 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
     rundir.check_output_dir(out, "--out")
     r = run_outputs(run, batch_size, device, require_q=score == "limit_gradient_mismatch", progress=progress,
                     data_dir=data_dir)
-    scores = metrics.label_error_scores(r.probs_f, r.labels, r.probs_q)
-    name = score if score != "auto" else ("limit_gradient_mismatch" if r.probs_q is not None
-                                          else "classifier_disagreement")
-    s = scores[name]
+    issues = label_issues(r.probs_f, r.labels, r.probs_q, score)
+    name, s, scores, predicted, flagged = (issues.score_name, issues.score, issues.scores, issues.predicted,
+                                           issues.is_label_issue)
     order = np.argsort(-s, kind="stable")
-    predicted = r.probs_f.argmax(1)
-    flagged = predicted != r.labels
 
     summary = {"run": str(run), "method": r.config.method, "dataset": r.config.dataset, "noise": r.config.noise,
                "score": name, "scores_available": list(scores), "n": len(s), "top": top,
@@ -209,19 +254,30 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
     files = r.data.train.files
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    header = ["rank", "index", "given_label", "predicted_label", "score"]
-    writer.writerow(header + ["is_corrupted"] * (r.corrupted is not None) + ["file"] * (files is not None))
+    # is_label_issue / label_quality: cleanlab's column names and meaning (low quality = suspicious).
+    header = ["rank", "index", "given_label", "predicted_label", "score", "is_label_issue", "label_quality"]
+    # tables: the row in the user's file, and the labels as the file writes them
+    file_rows, classes = r.data.record.get("train_file_row"), r.data.record.get("class_names")
+    table = file_rows is not None and classes is not None
+    writer.writerow(header + ["is_corrupted"] * (r.corrupted is not None) + ["file"] * (files is not None)
+                    + ["file_row", "given_class", "predicted_class"] * table)
     for rank, i in enumerate(order, 1):
-        row = [rank, int(r.index[i]), int(r.labels[i]), int(predicted[i]), f"{s[i]:.6g}"]
+        row = [rank, int(r.index[i]), int(r.labels[i]), int(predicted[i]), f"{s[i]:.6g}",
+               bool(flagged[i]), f"{issues.label_quality[i]:.6g}"]
         if r.corrupted is not None:
             row.append(int(r.corrupted[i]))
         if files is not None:
             row.append(files[i])
+        if table:
+            row += [int(file_rows[i]), classes[r.labels[i]], classes[predicted[i]]]
         writer.writerow(row)
     rundir.atomic_write_bytes(out / LABEL_ERRORS, buf.getvalue().encode())
 
     shown = order[:min(top, GRID_MAX, len(order))]
-    if r.data.train.images is None:
+    if r.data.train.images is not None and r.data.train.images.dtype != torch.uint8:
+        summary["suspects_png"] = None
+        summary["note"] = f"no {SUSPECTS}: the data are rows of features, not images"
+    elif r.data.train.images is None:
         summary["suspects_png"] = None
         summary["note"] = (f"no {SUSPECTS}: this dataset's images are streamed from files; "
                            f"the 'file' column of {LABEL_ERRORS} names each suspect's image")

@@ -38,12 +38,14 @@ class DatasetSpec:
     ``data_dir`` is the ``--data-dir`` given (or None: the loader resolves the data root itself),
     ``argument`` the text after the colon of ``NAME:ARG`` for datasets that take one (``argument``
     names it, e.g. ``"FILE"``; None: no argument), ``download`` whether missing files may be fetched.
+    ``options`` names the Config fields the dataset reads; they are passed to ``build`` as keywords.
     """
 
     name: str
     description: str
     build: Callable
     argument: str | None = None
+    options: tuple[str, ...] = ()   # Config fields passed to build as keywords (e.g. label_column)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", "--dataset")
@@ -97,19 +99,35 @@ def _imagefolder(data_dir, argument, download):
     return load_imagefolder(Path(data_dir).expanduser())
 
 
+@register_dataset("table", description="your own table or embeddings: a .csv or .parquet file (label column "
+                                       "--label-column, default label; other columns are features, non-numeric ones "
+                                       "one-hot encoded) or an .npz with X, y [, X_test, y_test]",
+                  argument="FILE", options=("label_column",))
+def _table(data_dir, argument, download, label_column=None):
+    from limitlab.data.table import read_table
+
+    path = Path(argument).expanduser()
+    if not path.exists() and not path.is_absolute() and (resolve_data_dir(data_dir) / path).exists():
+        path = resolve_data_dir(data_dir) / path
+    return read_table(path, label_column)
+
+
 def dataset_specs_text() -> str:
     """``digits, mnist, …, table:FILE``: the dataset forms, for help texts."""
     return ", ".join(s.name + (f":{s.argument}" if s.argument else "") for s in DATASETS.specs())
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True) -> ImageData | FileData:
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = True,
+                 options: dict | None = None) -> ImageData | FileData:
     """Load the registered dataset ``name`` (``NAME`` or ``NAME:ARG``, see :data:`DATASETS`).
 
     ``mnist``, ``fashion-mnist``, ``cifar10`` and ``cifar100`` are read from ``<data root>/<name>/``
     (see :func:`resolve_data_dir`) as uint8 tensors (ImageData), downloading missing files if
     ``download`` is true; ``digits`` is embedded in the package. ``clothing1m`` (from
     ``<data root>/clothing1m/``) and ``imagefolder`` (``data_dir`` is the folder itself) are lists of
-    image files (FileData).
+    image files (FileData). ``table:FILE`` is a feature table (:class:`limitlab.data.table.TableData`).
+    ``options`` holds Config fields (None: not set); a dataset gets those it declares (``table``:
+    ``label_column``), and one that is set but not declared is a one-sentence error.
     """
     key, sep, argument = str(name).strip().partition(":")
     key = key.strip().lower()
@@ -120,4 +138,11 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
         raise LimitlabError(f"dataset {key} takes no argument, got {name!r}; write just {key!r}")
     if spec.argument is not None and not argument.strip():
         raise LimitlabError(f"dataset {key} needs an argument: write it as {key}:{spec.argument}")
-    return spec.build(data_dir, argument.strip() or None, download)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    for option in options:
+        if option not in spec.options:  # e.g. --label-column with an image dataset
+            readers = ", ".join(s.name + (f":{s.argument}" if s.argument else "") for s in DATASETS.specs()
+                                if option in s.options)
+            raise LimitlabError(f"--{option.replace('_', '-')} is for the {readers or 'no'} dataset, not {name}; "
+                                "drop it")
+    return spec.build(data_dir, argument.strip() or None, download, **options)

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..config import Config
 from ..errors import LimitlabError
 from ..methods import METHODS, option_fields
+from ..noise_files import LABEL_FILE_SUFFIXES
 from ..noise import split_spec
 from .presets import CE_RUN, LINK_FIELDS, Preset, load_grid
 
@@ -83,7 +84,17 @@ def _noise_part(noise: str) -> str:
         return kind
     if kind == "matrix":
         arg = Path(arg).stem
+    if kind == "labels":  # FILE[:KEY] -> file name and key, e.g. labels-CIFAR-10-human-aggre-label
+        plain = Path(arg).suffix.lower() in LABEL_FILE_SUFFIXES or ":" not in arg
+        path, _, key = (arg, "", "") if plain else arg.rpartition(":")
+        arg = "-" + Path(path).stem + (f"-{key}" if key else "")
     return f"{kind}{'-' if kind[-1:].isdigit() else ''}{arg}"
+
+
+def _dataset_part(dataset: str) -> str:
+    """``table:/data/flowers.csv`` -> ``table-flowers``: the file name, not its folders."""
+    name, sep, arg = dataset.partition(":")
+    return f"{name}-{Path(arg).stem}" if sep else dataset
 
 
 def _field_part(name: str, value) -> str:
@@ -99,7 +110,7 @@ def run_name(config: Config, axes=()) -> str:
     """A readable directory name from the settings that define and vary a run, e.g.
     ``mnist_n1000_uniform0.8_limit-g_beta10_seed0`` (``+``: the q-network starts from a CE run)."""
     defaults = Config()
-    parts = [config.dataset, f"n{config.train_size}" if config.train_size is not None else "nall",
+    parts = [_dataset_part(config.dataset), f"n{config.train_size}" if config.train_size is not None else "nall",
              _noise_part(config.noise), config.method + ("+" if config.q_init_from else "")]
     main = METHODS.get(config.method).main if config.method in METHODS else None
     shown = name_fields()

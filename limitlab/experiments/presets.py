@@ -10,7 +10,8 @@ to that run's directory and runs it first (see :mod:`limitlab.experiments.expand
 Names say what a preset runs: ``mnist-n1000-uniform0.8-limit-g`` is one table cell (8 β × 5 seeds),
 ``mnist-n1000-uniform0.8`` every method of that cell, ``mnist-n1000-uniform`` all noise rates at that
 size, ``mnist-uniform`` the whole MNIST table; likewise ``cifar10-uniform0.4-limit-l+``,
-``cifar10-pair``, ``cifar100-uniform0.4``, ``clothing1m``, ``memorization``.
+``cifar10-pair``, ``cifar100-uniform0.4``, ``cifar10n-aggre`` (human labels), ``cifar100n``,
+``clothing1m``, ``memorization``.
 
 A JSON grid file has the same structure, either one grid::
 
@@ -218,6 +219,24 @@ def _build() -> dict[str, Preset]:
     add_table("cifar100", "CIFAR-100", c100, cifar_methods["cifar100"], CIFAR_SEEDS, {})
     presets["cifar100-uniform0.4"] = dataclasses.replace(
         presets["cifar100-uniform0.4"], description="the CIFAR-100 table: uniform noise 0.4 × all methods, ResNet-34")
+
+    # CIFAR-10N / CIFAR-100N (Wei et al., ICLR 2022): human noisy labels for the CIFAR training sets, as
+    # labels:FILE:KEY; the files are the user's (http://noisylabels.com), looked for in the current
+    # folder, then in the data root: <data root>/cifar10/CIFAR-10_human.pt, <data root>/cifar100/CIFAR-100_human.pt
+    human = [([name], {"dataset": "cifar10", **CIFAR_BASE, "noise": f"labels:cifar10/CIFAR-10_human.pt:{key}"},
+              f"CIFAR-10N, {text} human labels (CIFAR-10_human.pt {key})")
+             for name, key, text in (("aggre", "aggre_label", "aggregate (majority of 3, ~9% noisy)"),
+                                     ("random1", "random_label1", "first annotator's (~17% noisy)"),
+                                     ("worst", "worse_label", "worst of 3 (~40% noisy)"))]
+    add_table("cifar10n", "CIFAR-10N", human, cifar_methods["cifar10"], CIFAR_SEEDS,
+              {"cifar10n": (lambda c: True, "CIFAR-10N: aggregate, random-1 and worst human labels × all methods, "
+                                            "ResNet-34 (put CIFAR-10_human.pt in <data root>/cifar10/)")})
+    human100 = [(["noisy"], {"dataset": "cifar100", **CIFAR_BASE,
+                             "noise": "labels:cifar100/CIFAR-100_human.pt:noisy_label"},
+                 "CIFAR-100N, human fine labels (CIFAR-100_human.pt noisy_label, ~40% noisy)")]
+    add_table("cifar100n", "CIFAR-100N", human100, cifar_methods["cifar100"], CIFAR_SEEDS,
+              {"cifar100n": (lambda c: True, "CIFAR-100N: human fine labels × all methods, ResNet-34 (put "
+                                             "CIFAR-100_human.pt in <data root>/cifar100/)")})
 
     # Clothing1M: real noisy labels, ResNet-50 (ImageNet weights), its own clean validation and test sets
     c1m = CLOTHING1M

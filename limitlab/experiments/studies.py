@@ -13,7 +13,6 @@ from pathlib import Path
 from .. import rundir
 from ..config import Config
 from ..train import train
-from .presets import memorization_configs  # noqa: F401  (the study's configs)
 
 
 def run_study(configs: dict[str, Config], out: str | Path, progress: bool = True) -> tuple[dict, dict]:
