@@ -19,7 +19,7 @@ MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 
 def find_data_root() -> tuple[Path, str | None]:
     """(data root, None) if it holds MNIST, else (where we looked, why it is unusable)."""
-    root = Path(os.environ.get("LIMITLAB_DATA") or REPO.parent / "shared" / "data").expanduser()
+    root = Path(os.environ.get("LIMITLAB_DATA") or REPO.parent / "shared" / "data").expanduser().resolve()
     missing = [f for f in MNIST_FILES
                if not (root / "mnist" / f).is_file() and not (root / "mnist" / f"{f}.gz").is_file()]
     if missing:
