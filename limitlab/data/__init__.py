@@ -16,6 +16,7 @@ A new dataset is one registration::
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -58,30 +59,25 @@ def _digits(data_dir, argument, download):
     return load_digits()
 
 
-def _idx(key: str) -> Callable:
+def _in_data_root(key: str, module: str, function: str) -> Callable:
+    """A loader reading ``<data root>/<key>/`` with ``limitlab.data.<module>.<function>(key, folder,
+    download)``, imported when the dataset is first loaded."""
     def build(data_dir, argument, download):
-        from limitlab.data.idx import load_idx_dataset
-        return load_idx_dataset(key, resolve_data_dir(data_dir) / key, download)
+        load = getattr(import_module(f"limitlab.data.{module}"), function)
+        return load(key, resolve_data_dir(data_dir) / key, download)
     return build
 
 
-register_dataset("mnist", description="MNIST handwritten digits, 28x28, 60k train / 10k test (IDX files, "
-                                      "downloaded if missing)")(_idx("mnist"))
-register_dataset("fashion-mnist", description="Fashion-MNIST clothing, 28x28, 60k train / 10k test (IDX files, "
-                                              "downloaded if missing)")(_idx("fashion-mnist"))
-
-
-def _cifar(key: str) -> Callable:
-    def build(data_dir, argument, download):
-        from limitlab.data.cifar import load_cifar
-        return load_cifar(key, resolve_data_dir(data_dir) / key, download)
-    return build
-
-
-register_dataset("cifar10", description="CIFAR-10 objects, 10 classes, 32x32 colour, 50k train / 10k test "
-                                        "(downloaded if missing)")(_cifar("cifar10"))
-register_dataset("cifar100", description="CIFAR-100 objects, 100 fine classes, 32x32 colour, 50k train / 10k test "
-                                         "(downloaded if missing)")(_cifar("cifar100"))
+for _key, _module, _function, _text in (
+        ("mnist", "idx", "load_idx_dataset", "MNIST handwritten digits, 28x28, 60k train / 10k test (IDX files, "
+                                             "downloaded if missing)"),
+        ("fashion-mnist", "idx", "load_idx_dataset", "Fashion-MNIST clothing, 28x28, 60k train / 10k test (IDX "
+                                                     "files, downloaded if missing)"),
+        ("cifar10", "cifar", "load_cifar", "CIFAR-10 objects, 10 classes, 32x32 colour, 50k train / 10k test "
+                                           "(downloaded if missing)"),
+        ("cifar100", "cifar", "load_cifar", "CIFAR-100 objects, 100 fine classes, 32x32 colour, 50k train / 10k "
+                                            "test (downloaded if missing)")):
+    register_dataset(_key, description=_text)(_in_data_root(_key, _module, _function))
 
 
 @register_dataset("clothing1m", description="Clothing1M clothes, 14 classes, 1M web images with real noisy labels "
