@@ -7,6 +7,7 @@ when MNIST is not there, unless LIMITLAB_REQUIRE_DATA=1 (as in CI), where it fai
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -37,3 +38,11 @@ def data_root() -> Path:
             pytest.fail(f"{problem} (required because LIMITLAB_REQUIRE_DATA=1)")
         pytest.skip(problem)
     return root
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` imported as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,22 +3,17 @@ NCCL, no compilation), so the one-command GPU check cannot rot before a GPU is a
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 
+from conftest import load_benchmark
 from limitlab.data import load_dataset
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_check")
 
 
 def test_generated_cifar_archive_reads_as_cifar10(tmp_path):

@@ -3,21 +3,16 @@ run trained with that patience reports."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
+from conftest import load_benchmark
 from limitlab.config import Config
 from limitlab.train import train
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "patience_check.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("patience_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("patience_check")
 
 
 def test_replay_by_hand():

@@ -3,18 +3,16 @@ eager backend, so no C++ compilation), the fused Adam update; and benchmarks/spe
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import load_benchmark
 from limitlab.config import Config
 from limitlab.data.run import prepare_data
 from limitlab.train import build_run_objective, make_optimizer, train_one_epoch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +56,7 @@ def test_fused_adam_matches_the_per_tensor_loop(digits):
 
 
 def test_speed_benchmark_runs_and_writes_its_figures(tmp_path, data_root):
-    spec = importlib.util.spec_from_file_location("speed", SCRIPT)
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
+    speed = load_benchmark("speed")
     out = tmp_path / "speed.json"
     before = torch.get_num_threads()
     try:
@@ -80,9 +76,7 @@ def test_speed_benchmark_runs_and_writes_its_figures(tmp_path, data_root):
 
 
 def test_speed_choices_benchmark_runs(data_root):
-    spec = importlib.util.spec_from_file_location("speed_choices", SCRIPT.parent / "speed_choices.py")
-    choices = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(choices)
+    choices = load_benchmark("speed_choices")
     before = torch.get_num_threads()
     try:
         r = choices.main(["--threads", "1", "--data-dir", str(data_root), "--train-size", "64", "--repeats", "1"])
