@@ -213,7 +213,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         with torch.random.fork_rng(devices=forked):  # leave the caller's global RNG as it was
             torch.manual_seed(seed)
             make_model = self._model_builder(tuple(x.shape[1:]), k, config.dropout)
-            objective = build_objective(self.method, make_model, config, {})
+            objective = build_objective(self.method, make_model, config, {"num_train": len(data.train), "num_classes": k})
             objective = objective.to(device, memory_format=torch.channels_last)
             probe, _ = next(data.batches(data.train, torch.arange(min(2, len(data.train)), device=device), 2))
             for net in (objective.classifier, getattr(objective, "q_network", None)):
@@ -234,7 +234,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
     def _train_epochs(self, objective, data: RunData, config: Config, runtime: Runtime, has_val: bool):
         """Epochs with early stopping on the noisy-validation accuracy; the best epoch's weights are
         restored. (The loop of :func:`limitlab.train.train` without its run directory.)"""
-        optimizer = torch.optim.Adam(objective.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.Adam(objective.optimized_parameters(), lr=self.lr, weight_decay=self.weight_decay)
         generator = torch.Generator().manual_seed(config.seed)
         history, best, best_state, bad = [], -1.0, None, 0
         bar = _progress(range(1, self.epochs + 1), self.verbose, self.method)

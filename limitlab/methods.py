@@ -15,7 +15,8 @@ Sweep names, report selection and order, ``--method`` help, the validation of me
 
 A builder gets ``make_model(role, head_bias=True)``, which builds a fresh network of the run's
 architecture (role ``"classifier"`` or ``"q"``), the run's Config, and the ``context`` its
-``prepare`` hook returned. This module does not import torch; the builders import it when called.
+``prepare`` hook returned, with the run's ``num_train`` and ``num_classes`` (for per-example
+state). This module does not import torch; the builders import it when called.
 """
 
 from __future__ import annotations

@@ -4,7 +4,12 @@ An objective is an ``nn.Module`` that owns its networks and has
 - ``classifier``: the network that is evaluated, checkpointed as "the model" and kept;
 - ``forward(x, y) -> (loss, classifier_logits)`` for a training batch (one backward per step);
 - ``parts``: a dict of detached scalar loss parts from the last call (logged per epoch);
-- ``start_epoch(epoch)``: called before each training epoch (e.g. LIMIT's warm-up).
+- ``start_epoch(epoch)``: called before each training epoch (e.g. LIMIT's warm-up);
+- ``uses_index``: when True the loop calls ``forward(x, y, index)`` with the batch's positions in
+  the training split, for per-example state (targets or parameters kept as buffers or parameters of
+  the objective, so checkpoints carry them);
+- ``optimized_parameters()``: what the loop's optimizer updates (default: every parameter);
+- ``after_step()``: called after each optimizer step, for updates the objective makes itself.
 A new method is one registration in :mod:`limitlab.methods` (and a class here if none of these fits);
 the loop does not change.
 """
@@ -25,12 +30,19 @@ class Objective(nn.Module):
     ``start_epoch(epoch)`` (see the module docstring)."""
 
     classifier: nn.Module
+    uses_index: bool = False
 
     def __init__(self):
         super().__init__()
         self.parts: dict = {}
 
     def start_epoch(self, epoch: int) -> None:
+        pass
+
+    def optimized_parameters(self):
+        return self.parameters()
+
+    def after_step(self) -> None:
         pass
 
 

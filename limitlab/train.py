@@ -75,6 +75,7 @@ def build_run_objective(config: Config, data: RunData, runtime: Runtime | None =
 
     init = config.init_from and load_classifier_weights(config.init_from, config, data, "--init-from")
     context, extras = spec.prepare(config, data, make_model, init, predict_proba) if spec.prepare else ({}, {})
+    context = {"num_train": len(data.train), "num_classes": data.num_classes, **context}
     objective = build_objective(config.method, make_model, config, context)
     if init:
         load_weights(objective.classifier, init, f"--init-from {config.init_from}")
@@ -98,7 +99,7 @@ def check_networks(objective: Objective, data: RunData, name: str) -> None:
 def make_optimizer(objective: Objective, config: Config, device: torch.device) -> torch.optim.Optimizer:
     """One Adam over all the objective's networks, as one fused update on CPU and CUDA (about 4×
     faster than the per-tensor loop for cnn4 on CPU, benchmarks/RESULTS.md)."""
-    return torch.optim.Adam(objective.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+    return torch.optim.Adam(objective.optimized_parameters(), lr=config.lr, weight_decay=config.weight_decay,
                             fused=device.type in ("cpu", "cuda") or None)
 
 
@@ -126,10 +127,11 @@ def train_one_epoch(objective: Objective, optimizer: torch.optim.Optimizer, data
         if len(idx) < 2:
             continue
         with runtime.autocast():
-            loss, _ = step(x, data.train.labels[idx])
+            loss, _ = step(x, data.train.labels[idx], idx) if objective.uses_index else step(x, data.train.labels[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        objective.after_step()
         # Accumulate on the device; one sync per epoch, not per step.
         for k, v in {"loss": loss.detach(), **objective.parts}.items():
             sums[k] = sums.get(k, 0) + v.float() * len(idx)
