@@ -3,9 +3,10 @@ estimator's ``module``).
 
 The factory is called as ``factory(input_shape, num_classes)`` once for each network a method needs
 (LIMIT: the classifier and the q-network) and must return a fresh ``nn.Module`` mapping a batch
-[B, *input_shape] to logits [B, num_classes]. The run records the string, so ``--resume`` and
-``limitlab detect`` rebuild the same networks. Its output shape is checked on one batch before
-anything is written.
+[B, *input_shape] to floating-point logits [B, num_classes], in training and in eval mode, with
+trainable parameters of its own (not shared with a network it returned before). The run records the
+string, so ``--resume`` and ``limitlab detect`` rebuild the same networks. All this is checked on one
+batch before anything is written.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import weakref
 from typing import Callable
 
 import torch
@@ -63,9 +65,15 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
     return obj
 
 
+# Every module (and submodule) a factory returned, so that a factory handing out the same network twice
+# (the classifier and the q-network would share their weights) is caught; weak, so nothing is kept alive.
+_RETURNED: weakref.WeakSet = weakref.WeakSet()
+
+
 def build_from_factory(factory: Callable[..., nn.Module], input_shape: tuple[int, ...], num_classes: int,
                        name: str) -> nn.Module:
-    """``factory(input_shape, num_classes)``, checked to be an ``nn.Module``; ``name`` names it in errors."""
+    """``factory(input_shape, num_classes)``, checked to be a new ``nn.Module`` with trainable
+    parameters; ``name`` names it in errors."""
     try:
         model = factory(tuple(input_shape), num_classes)
     except Exception as e:
@@ -73,24 +81,52 @@ def build_from_factory(factory: Callable[..., nn.Module], input_shape: tuple[int
                             f"{_first_line(e)}") from None
     if not isinstance(model, nn.Module):
         raise LimitlabError(f"model {name} returned a {type(model).__name__}, not a torch.nn.Module")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise LimitlabError(f"model {name} returned a network without trainable parameters, so there is nothing to "
+                            "train; keep its layers as attributes of the module (or in an nn.ModuleList), not in a "
+                            "plain list, and leave requires_grad on")
+    if any(m in _RETURNED for m in model.modules()):
+        raise LimitlabError(f"model {name} returned a network (or a layer of one) that it had already returned, so "
+                            "two networks (e.g. LIMIT's classifier and q-network) would share weights; build a new "
+                            "network inside the factory on every call")
+    _RETURNED.update(model.modules())
     return model
+
+
+def _forward(model: nn.Module, x: torch.Tensor, training: bool, name: str):
+    """``model(x)`` in training or eval mode, leaving the model as it was: its mode, its buffers
+    (BatchNorm statistics) and the random number generators (dropout)."""
+    was_training = model.training
+    saved = {k: b.clone() for k, b in model.named_buffers()} if training else {}
+    try:
+        with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+            model.train(training)
+            return model(x)
+    except Exception as e:
+        mode = " in training mode (model.train())" if training else ""
+        raise LimitlabError(f"model {name} fails{mode} on a batch of inputs of shape {tuple(x.shape)}: "
+                            f"{_first_line(e)}") from None
+    finally:
+        model.train(was_training)
+        for k, b in model.named_buffers():
+            if k in saved:
+                b.copy_(saved[k])
 
 
 @torch.no_grad()
 def check_output_shape(model: nn.Module, x: torch.Tensor, num_classes: int, name: str) -> None:
-    """Run ``model`` on the batch ``x`` in eval mode (no statistics updated, no random numbers drawn)
-    and check that it returns logits [len(x), num_classes]."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = model(x)
-    except Exception as e:
-        raise LimitlabError(f"model {name} fails on a batch of inputs of shape {tuple(x.shape)}: "
-                            f"{_first_line(e)}") from None
-    finally:
-        model.train(was_training)
+    """Run ``model`` on the batch ``x`` in eval mode, then (for a batch of two or more) in training
+    mode, leaving no trace (statistics restored, random numbers drawn from a forked generator), and
+    check that it returns floating-point logits [len(x), num_classes] both times."""
     want = (len(x), num_classes)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise LimitlabError(f"model {name} returns {got} for a batch of inputs of shape {tuple(x.shape)}, but must "
-                            f"return logits of shape {want} (batch, number of classes)")
+    for training in (False, True) if len(x) > 1 else (False,):
+        out = _forward(model, x, training, name)
+        mode = " in training mode (model.train())" if training else ""
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise LimitlabError(f"model {name} returns {got}{mode} for a batch of inputs of shape {tuple(x.shape)}, "
+                                f"but must return logits of shape {want} (batch, number of classes)"
+                                + (" in training mode as in eval mode" if training else ""))
+        if not out.is_floating_point():
+            raise LimitlabError(f"model {name} returns {str(out.dtype).replace('torch.', '')} logits{mode}, but they "
+                                "must be floating-point scores (before softmax), not class indices or rounded values")

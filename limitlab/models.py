@@ -288,6 +288,10 @@ register_model = decorator(MODELS, ModelSpec)
 
 @register_model("cnn4", description="the paper's 4-layer CNN for 28×28 images (MNIST, Fashion-MNIST)")
 def _cnn4(input_shape, num_classes, *, role="classifier", dropout=0.0, head_bias=True, **_):
+    if len(input_shape) != 3:
+        what = f"rows of {input_shape[0]} features" if len(input_shape) == 1 else f"of shape {tuple(input_shape)}"
+        raise LimitlabError(f"model cnn4 needs 28×28 images [C, 28, 28], but the inputs are {what}; for rows of "
+                            "features use the mlp or linear model (--model mlp, or module='mlp' in LimitClassifier)")
     c, h, w = input_shape
     if (h, w) != (28, 28):
         raise LimitlabError(f"model cnn4 needs 28×28 images but the data are {h}×{w}; use --model mlp")

@@ -1,0 +1,164 @@
+"""Bad inputs found by probing the command line and the library: each is one sentence (LimitlabError;
+the CLI prints it without a traceback and exits non-zero) and nothing is written."""
+
+import errno
+import json
+import os
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from limitlab import rundir
+from limitlab.cli import main
+from limitlab.errors import LimitlabError
+from limitlab.noise_files import load_noisy_labels
+
+ARGS = ["train", "--dataset", "digits", "--train-size", "200", "--epochs", "1", "--batch-size", "64", "--quiet"]
+
+
+def one_sentence(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("limitlab: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+# ------------------------------------------------------------------------------ label files (--noise labels:FILE)
+LABELS = np.arange(12) % 3
+
+
+def test_a_sparse_label_tensor_is_one_sentence(tmp_path):
+    torch.save(torch.from_numpy(LABELS).to_sparse(), tmp_path / "sparse.pt")
+    with pytest.raises(LimitlabError, match=r"are a sparse tensor \(torch.sparse_coo\); save a dense one"):
+        load_noisy_labels(str(tmp_path / "sparse.pt"), LABELS, 3)
+
+
+def test_a_bfloat16_label_tensor_is_read_as_its_integer_values(tmp_path):
+    torch.save(torch.from_numpy(LABELS).to(torch.bfloat16), tmp_path / "half.pt")
+    labels = load_noisy_labels(str(tmp_path / "half.pt"), LABELS, 3)
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, LABELS)
+
+
+def test_a_bfloat16_tensor_of_fractions_is_refused_as_not_integer(tmp_path):
+    torch.save(torch.from_numpy(LABELS).to(torch.bfloat16) + 0.5, tmp_path / "half.pt")
+    with pytest.raises(LimitlabError, match=r"are float32, not integer class indices 0..2"):
+        load_noisy_labels(str(tmp_path / "half.pt"), LABELS, 3)
+
+
+def test_a_dict_with_int_keys_is_found_by_the_key_text(tmp_path):
+    other = (LABELS + 1) % 3
+    torch.save({1: torch.from_numpy(LABELS), 2: torch.from_numpy(other)}, tmp_path / "rounds.pt")
+    np.testing.assert_array_equal(load_noisy_labels(f"{tmp_path / 'rounds.pt'}:2", LABELS, 3), other)
+    with pytest.raises(LimitlabError, match=r"has no key '3'; its keys are 1, 2$"):
+        load_noisy_labels(f"{tmp_path / 'rounds.pt'}:3", LABELS, 3)
+
+
+# ------------------------------------------------------------------------------ --model factories
+NETS = '''
+import torch
+from torch import nn
+
+SHARED = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+def no_parameters(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.AdaptiveAvgPool1d(num_classes))
+
+class Rounded(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+    def forward(self, x):
+        return self.fc(x.flatten(1)).long()
+
+def integer_logits(input_shape, num_classes):
+    return Rounded()
+
+class EvalOnly(nn.Module):
+    """Right in eval mode; in training mode it also returns the features, as some networks do."""
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+        self.bn = nn.BatchNorm1d(64)
+    def forward(self, x):
+        z = self.bn(x.flatten(1))
+        return (self.fc(z), z) if self.training else self.fc(z)
+
+def eval_only(input_shape, num_classes):
+    return EvalOnly()
+
+def same_twice(input_shape, num_classes):
+    return SHARED
+
+def shared_layer(input_shape, num_classes):
+    return nn.Sequential(SHARED, nn.ReLU(), nn.Linear(10, num_classes))
+'''
+
+
+@pytest.fixture()
+def nets(tmp_path, monkeypatch):
+    (tmp_path / "limitlab_probe_nets.py").write_text(textwrap.dedent(NETS))
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    sys.modules.pop("limitlab_probe_nets", None)
+
+
+@pytest.mark.parametrize("factory,message", [
+    ("no_parameters", "returned a network without trainable parameters, so there is nothing to train"),
+    ("integer_logits", "returns int64 logits, but they must be floating-point scores"),
+    ("eval_only", "returns tuple in training mode (model.train()) for a batch of inputs of shape (2, 1, 8, 8), "
+                  "but must return logits of shape (2, 10) (batch, number of classes) in training mode as in eval mode"),
+    ("same_twice", "returned a network (or a layer of one) that it had already returned"),
+])
+def test_a_bad_factory_is_one_sentence_and_nothing_is_written(nets, capsys, factory, message):
+    out = nets / "run"
+    assert main([*ARGS, "--model", f"limitlab_probe_nets:{factory}", "--out", str(out)]) == 2
+    assert message in one_sentence(capsys)
+    assert not out.exists()
+
+
+def test_a_factory_sharing_a_layer_between_its_networks_is_refused(nets, capsys):
+    out = nets / "run"
+    assert main([*ARGS, "--model", "limitlab_probe_nets:shared_layer", "--out", str(out)]) == 2
+    assert "that it had already returned" in one_sentence(capsys)
+    assert not out.exists()
+
+
+def test_the_training_mode_check_leaves_batchnorm_statistics_and_random_numbers_alone():
+    from limitlab.factories import check_output_shape
+
+    net = torch.nn.Sequential(torch.nn.BatchNorm1d(4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 3))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.manual_seed(5)
+    check_output_shape(net, torch.randn(2, 4) * 10, 3, "net")
+    drawn = torch.rand(3)
+    torch.manual_seed(5)
+    torch.randn(2, 4)  # the batch above
+    assert torch.equal(drawn, torch.rand(3))
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and net.training
+
+
+def test_cnn4_on_a_table_names_the_models_for_rows_of_features(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    table = tmp_path / "rows.csv"
+    rows = ["a,b,c,label"] + [f"{x:.3f},{y:.3f},{z:.3f},{int(x > 0)}" for x, y, z in rng.normal(size=(200, 3))]
+    table.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", f"table:{table}", "--label-column", "label", "--model", "cnn4",
+                 "--epochs", "1", "--quiet", "--out", str(out)]) == 2
+    err = one_sentence(capsys)
+    assert "model cnn4 needs 28×28 images [C, 28, 28], but the inputs are rows of 3 features" in err
+    assert "use the mlp or linear model" in err
+    assert not out.exists()
+
+
+def test_cnn4_in_the_estimator_on_2d_data_is_one_sentence():
+    from limitlab import LimitClassifier
+
+    x, y = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32), np.repeat([0, 1], 20)
+    with pytest.raises(ValueError, match=r"cnn4 needs 28×28 images .* rows of 5 features; for rows of features "
+                                            r"use the mlp or linear model"):
+        LimitClassifier(module="cnn4", epochs=1).fit(x, y)
