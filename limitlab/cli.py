@@ -175,10 +175,11 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from .analysis.detect import detect
+    from .rundir import finite
 
     result = detect(args.run, score=args.score, top=args.top, out=args.out, batch_size=args.batch_size,
                     progress=not args.quiet, device=args.device, data_dir=args.data_dir)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(finite(result), indent=2, allow_nan=False))  # strict JSON: NaN as null
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -79,9 +80,26 @@ def check_output_dir(path: str | Path, flag: str) -> None:
             raise LimitlabError(f"{flag} {path}: {folder} is a symbolic link to nothing; choose another {flag}")
 
 
+def finite(obj):
+    """``obj`` (dicts, lists, numbers, ...) with every NaN and ±inf replaced by None, so that it is
+    written as strict JSON (``null``), which every JSON reader accepts (a bare NaN is not JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj, indent: int | None = None) -> str:
+    """``obj`` as strict JSON: non-finite numbers become ``null`` (see :func:`finite`)."""
+    return json.dumps(finite(obj), indent=indent, allow_nan=False)
+
+
 def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+    """Write ``obj`` as indented strict JSON (NaN as null), atomically."""
+    atomic_write_bytes(path, (json_text(obj, indent=2) + "\n").encode())
 
 
 def save_torch(path: Path, obj) -> None:
@@ -137,15 +155,33 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def write_metrics(run: Path, rows: list[dict]) -> None:
-    """Replace a run's ``metrics.jsonl`` by ``rows``, atomically."""
-    atomic_write_bytes(Path(run) / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    """Replace a run's ``metrics.jsonl`` by ``rows`` (strict JSON, NaN as null), atomically."""
+    atomic_write_bytes(Path(run) / METRICS, "".join(json_text(r) + "\n" for r in rows).encode())
 
 
 def append_metrics(run: Path, row: dict) -> None:
-    """Append one epoch's record to a run's ``metrics.jsonl``."""
-    with open(Path(run) / METRICS, "a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
+    """Append one epoch's record (strict JSON, NaN as null) to a run's ``metrics.jsonl``.
+
+    All or nothing: when the write fails (a full disk), the file is cut back to its earlier length, so
+    it never holds a torn line, and LimitlabError names the file and the reason."""
+    path = Path(run) / METRICS
+    data = (json_text(row) + "\n").encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise LimitlabError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:  # a full disk, a quota
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise LimitlabError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:

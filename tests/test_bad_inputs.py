@@ -162,3 +162,51 @@ def test_cnn4_in_the_estimator_on_2d_data_is_one_sentence():
     with pytest.raises(ValueError, match=r"cnn4 needs 28×28 images .* rows of 5 features; for rows of features "
                                             r"use the mlp or linear model"):
         LimitClassifier(module="cnn4", epochs=1).fit(x, y)
+
+
+# ------------------------------------------------------------------------------ the run directory's files
+def test_a_full_disk_while_appending_metrics_is_one_sentence_and_leaves_no_torn_line(tmp_path, capsys, monkeypatch):
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to tell metrics.jsonl's file descriptor")
+    real_write, appends = os.write, []
+
+    def disk_full_at_the_second_epoch(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(rundir.METRICS):
+            appends.append(len(data))
+            if len(appends) == 2:
+                real_write(fd, bytes(data)[: len(data) // 2])  # the disk fills up halfway through the line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", disk_full_at_the_second_epoch)
+        assert main([*ARGS, "--epochs", "2", "--out", str(out)]) == 2
+    err = one_sentence(capsys)
+    assert err == f"limitlab: error: cannot write {out / rundir.METRICS}: No space left on device"
+    lines = (out / rundir.METRICS).read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1]   # epoch 1 intact, no half of epoch 2
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0  # once there is room again
+    assert [r["epoch"] for r in rundir.read_metrics(out)] == [1, 2]
+
+
+def _strict(text: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_summary_metrics_and_detection_are_strict_json_with_null_for_undefined_numbers(tmp_path, capsys):
+    out = tmp_path / "clean"
+    assert main([*ARGS, "--noise", "uniform:0", "--out", str(out)]) == 0  # nothing corrupted: undefined numbers
+    summary = _strict((out / rundir.SUMMARY).read_text())
+    assert summary["memorized_fraction"] is None and summary["corrected_fraction"] is None
+    assert 0 < summary["test_accuracy"] <= 1
+    rows = [_strict(line) for line in (out / rundir.METRICS).read_text().splitlines()]
+    assert rows[-1]["memorized_fraction"] is None
+    capsys.readouterr()
+    assert main(["detect", str(out), "--quiet"]) == 0
+    printed = _strict(capsys.readouterr().out)
+    written = _strict((out / rundir.DETECTION).read_text())
+    assert written == printed and written["num_corrupted"] == 0
+    assert None in written["auroc"].values()  # AUROC is undefined without a corrupted label
