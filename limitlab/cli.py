@@ -195,9 +195,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .experiments.launchers import parse_launcher_options
     from .experiments.sweep import run_sweep
 
-    options = dict(item.split("=", 1) for item in args.launcher_option)
+    options = parse_launcher_options(args.launcher_option)
     statuses = run_sweep(args.preset, args.out, jobs=args.jobs, dry_run=args.dry_run, launcher=args.launcher,
                          progress=not args.quiet, launcher_options=options or None, threads=args.threads,
                          runs_per_gpu=args.runs_per_gpu)

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from .errors import LimitlabError
+from .runlock import LOCK, RunLock, handed_to_me, lock_holder  # noqa: F401 (lock_holder: rundir's API)
 
-CONFIG, METRICS, NOISY_LABELS, SUMMARY, LOCK = "config.json", "metrics.jsonl", "noisy_labels.npz", "summary.json", ".lock"
+CONFIG, METRICS, NOISY_LABELS, SUMMARY = "config.json", "metrics.jsonl", "noisy_labels.npz", "summary.json"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
 # A method's extra arrays (its ``prepare`` hook's ``extras``), saved as NAME.csv: fw's estimated T.
 EXTRAS = ("fw_transition",)
@@ -184,56 +185,6 @@ def append_metrics(run: Path, row: dict) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def lock_holder(run: Path) -> int | None:
-    """The pid of the live process (other than this one) that holds ``run``'s lock, else None."""
-    try:
-        pid = int((Path(run) / LOCK).read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    if pid and pid != os.getpid() and _pid_alive(pid):
-        return pid
-    return None
-
-
-class RunLock:
-    """An exclusive lock file in the run directory, held while a process writes the run.
-
-    A lock left by a process that no longer exists (a killed run) is taken over.
-    """
-
-    def __init__(self, run: Path):
-        self.path = Path(run) / LOCK
-
-    def __enter__(self):
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pid = lock_holder(self.path.parent)
-                if pid:
-                    raise LimitlabError(f"the run directory {self.path.parent} is in use by process {pid}; "
-                                        "wait for it to finish or choose another --out") from None
-                self.path.unlink(missing_ok=True)  # stale lock of a dead process
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            return self
-        raise LimitlabError(f"cannot lock the run directory {self.path.parent}; choose another --out")
-
-    def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
-
-
 def load_checkpoint(path: str | Path, map_location="cpu", keys: tuple[str, ...] = ()) -> dict:
     """Read a checkpoint as data: ``torch.load(weights_only=True)``, which builds tensors, numbers,
     strings, lists and dicts and refuses anything else (a pickle that would run code).
@@ -360,7 +311,7 @@ def prepare_run_dir(run: Path, resume: bool, overwrite: bool) -> Path | None:
             raise LimitlabError(f"--out {run} is a symbolic link to nothing; choose another --out")
     if run.exists() and not run.is_dir():
         raise LimitlabError(f"--out {run} is a file, not a directory; choose another --out")
-    if run.exists() and any(run.iterdir()):
+    if run.exists() and any(not (p.name == LOCK and handed_to_me(run)) for p in run.iterdir()):
         if not overwrite:
             raise LimitlabError(f"--out {run} is not empty; pass --resume to continue that run, "
                                 "--overwrite to replace it, or choose another --out")

@@ -210,3 +210,106 @@ def test_summary_metrics_and_detection_are_strict_json_with_null_for_undefined_n
     written = _strict((out / rundir.DETECTION).read_text())
     assert written == printed and written["num_corrupted"] == 0
     assert None in written["auroc"].values()  # AUROC is undefined without a corrupted label
+
+
+# ------------------------------------------------------------------------------ sweeps
+TINY = {"dataset": "digits", "train_size": 100, "epochs": 1, "batch_size": 64, "noise": "uniform:0.5", "method": "ce"}
+
+
+def _grid(tmp_path, grid) -> str:
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(grid))
+    return str(path)
+
+
+def test_a_launcher_option_without_equals_is_one_sentence(tmp_path, capsys):
+    grid = _grid(tmp_path, {"base": TINY, "seeds": [0]})
+    out = tmp_path / "out"
+    assert main(["sweep", grid, "--out", str(out), "--launcher", "submitit", "--launcher-option", "cluster"]) == 2
+    assert one_sentence(capsys) == ("limitlab: error: --launcher-option 'cluster' is not KEY=VALUE; write e.g. "
+                                    "--launcher-option cluster=slurm or --launcher-option timeout_min=600")
+    assert not out.exists()
+
+
+def test_an_empty_grid_file_is_refused_instead_of_one_default_run(tmp_path, capsys):
+    grid = tmp_path / "empty.json"
+    grid.write_text("{}")
+    out = tmp_path / "out"
+    assert main(["sweep", str(grid), "--out", str(out)]) == 2
+    err = one_sentence(capsys)
+    assert "preset 'empty' sets no field (its base and axes are empty), so it would be one run of every default" in err
+    assert not out.exists()
+
+
+class _FinishAtOnce:
+    """A launcher whose runs finish at the first poll with their files written (no subprocess)."""
+
+    def __init__(self):
+        self.started = []
+
+    def start(self, name, cmd, env, out_path, err_path):
+        self.started.append(name)
+        return cmd
+
+    def poll(self, cmd):
+        run = __import__("pathlib").Path(cmd[cmd.index("--out") + 1])
+        (run / rundir.CONFIG).write_text(open(cmd[cmd.index("--config") + 1]).read())
+        (run / rundir.SUMMARY).write_text("{}")
+        return 0, ""
+
+    def stop(self, cmd):
+        pass
+
+
+def test_a_run_another_sweep_takes_after_the_check_is_reported_as_taken_and_left_alone(tmp_path, monkeypatch):
+    """The check-then-start race, made deterministic: this sweep saw the run as new, then another sweep
+    took its lock; this sweep must not start it (nor write its config or logs) and says who has it."""
+    import subprocess
+
+    from limitlab.experiments import sweep
+    from limitlab.experiments.expand import expand
+
+    grid = _grid(tmp_path, {"base": TINY, "seeds": [0, 1]})
+    out = tmp_path / "out"
+    mine, theirs = (s.name for s in expand(grid))
+    other = subprocess.Popen([sys.executable, "-c", "import sys, time; from limitlab import runlock; "
+                              f"runlock.claim({str(out / theirs)!r}); print('claimed', flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert other.stdout.readline().strip() == "claimed"
+        fake = _FinishAtOnce()
+        monkeypatch.setattr(sweep, "LocalLauncher", lambda: fake)
+        monkeypatch.setattr(sweep, "run_state", lambda spec, out_dir: ("new", ""))  # as seen before the claim
+        statuses = {s.name: s for s in sweep.run_sweep(grid, out, progress=False, poll_seconds=0)}
+        assert statuses[mine].state == "completed" and fake.started == [mine]
+        assert statuses[theirs].state == "taken" and not statuses[theirs].ok
+        assert statuses[theirs].message == f"taken by another sweep (process {other.pid}), which runs it"
+        assert (out / theirs / rundir.LOCK).read_text().split()[0] == str(other.pid)  # still theirs
+        assert not (out / ".sweep" / "configs" / f"{theirs}.json").exists()
+        assert not (out / ".sweep" / "logs" / f"{theirs}.err").exists()
+        assert not (out / mine / rundir.LOCK).exists()  # this sweep let go of its own run's lock
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_two_sweeps_on_one_folder_share_the_runs_without_failures(tmp_path):
+    """Two real sweeps started together: every run is trained once, by one of them; the other reports
+    it as taken (or done, when it looked after the run ended), never as failed."""
+    import subprocess
+
+    grid = _grid(tmp_path, {"base": TINY, "seeds": [0, 1]})
+    out = tmp_path / "out"
+    script = ("import json, sys; from limitlab.experiments.sweep import run_sweep; "
+              f"print(json.dumps([[s.name, s.state, s.message] for s in run_sweep({grid!r}, {str(out)!r}, "
+              "progress=False, poll_seconds=0.05)]))")
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    sweeps = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in sweeps]
+    states = [{name: (state, message) for name, state, message in json.loads(stdout)} for stdout, _ in results]
+    for name in states[0]:
+        pair = sorted(s[name][0] for s in states)
+        assert pair in (["completed", "taken"], ["completed", "done"]), (name, states)
+        assert (out / name / rundir.SUMMARY).is_file() and not (out / name / rundir.LOCK).exists()
+    assert not any("FAILED" in stderr for _, stderr in results), results

@@ -159,7 +159,13 @@ def expand(preset: str | Path | Preset) -> list[RunSpec]:
     configs: list[Config] = []
     axes_of: list[set] = []
     seen: dict[str, int] = {}
-    for grid in preset.grids:
+    for number, grid in enumerate(preset.grids, 1):
+        if not grid.base and not grid.axes:
+            where = f"preset {preset.name!r}" + (f", grid {number}," if len(preset.grids) > 1 else "")
+            default = Config()
+            raise LimitlabError(f"{where} sets no field (its base and axes are empty), so it would be one run of "
+                                f"every default ({default.dataset}, {default.epochs} epochs); name at least the "
+                                'dataset, e.g. {"base": {"dataset": "mnist"}}')
         keys = list(grid.axes)
         for combo in itertools.product(*(grid.axes[k] for k in keys)):
             for seed in grid.seeds:
