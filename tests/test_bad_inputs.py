@@ -313,3 +313,36 @@ def test_two_sweeps_on_one_folder_share_the_runs_without_failures(tmp_path):
         assert pair in (["completed", "taken"], ["completed", "done"]), (name, states)
         assert (out / name / rundir.SUMMARY).is_file() and not (out / name / rundir.LOCK).exists()
     assert not any("FAILED" in stderr for _, stderr in results), results
+
+
+# ------------------------------------------------------------------------------ report
+def test_report_on_a_folder_without_runs_is_one_sentence_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert main(["report", str(tmp_path)]) == 2
+    err = one_sentence(capsys)
+    assert f"limitlab: error: {tmp_path} holds no runs" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_report_counts_distinct_seeds_and_names_duplicate_runs(tmp_path):
+    from limitlab.analysis import runs, tables
+    from limitlab.config import Config
+
+    def run(name, seed, test):
+        config = Config(dataset="mnist", noise="uniform:0.8", method="ce", seed=seed)
+        rundir.write_json(tmp_path / name / rundir.CONFIG, config.to_dict())
+        rundir.write_json(tmp_path / name / rundir.SUMMARY, {
+            "test_accuracy": test, "best_val_accuracy": 0.5, "final_train_noisy_accuracy": 0.9, "best_epoch": 1})
+
+    for copy in ("a", "b", "c"):  # three copies of the seed-0 run
+        run(f"copy_{copy}", seed=0, test=0.6)
+    (row,) = tables.aggregate(runs.collect_runs(tmp_path))
+    assert row.seeds == 1 and row.seed_list == [0] and len(row.runs) == 3
+    assert row.test_accuracy_mean == pytest.approx(0.6) and row.test_accuracy_std is None  # not "± 0.000"
+    assert row.note == "duplicate runs (seed 0 ×3) averaged per seed"
+    run("seed1", seed=1, test=0.8)  # a second seed: the copies of seed 0 count once in mean and std
+    (row,) = tables.aggregate(runs.collect_runs(tmp_path))
+    assert row.seeds == 2 and row.test_accuracy_mean == pytest.approx(0.7)
+    assert row.test_accuracy_std == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert "| 0.700 ± 0.141 |" in tables.table_markdown([row]) and "| 2 | duplicate runs (seed 0 ×3)" in \
+        tables.table_markdown([row])
