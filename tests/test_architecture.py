@@ -24,7 +24,7 @@ LAYERS = [
     ("models", ["limitlab.models", "limitlab.factories"]),  # factories: a user's network by import path
     ("objectives", ["limitlab.limit", "limitlab.losses", "limitlab.objectives", "limitlab.methods"]),
     ("config", ["limitlab.config"]),
-    ("run directory", ["limitlab.rundir"]),
+    ("run directory", ["limitlab.rundir", "limitlab.runlock"]),
     ("loop", ["limitlab.runtime", "limitlab.train"]),
     ("experiments", ["limitlab.experiments", "limitlab.experiments.*"]),
     ("analysis", ["limitlab.analysis", "limitlab.analysis.*"]),
