@@ -65,9 +65,20 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
     return obj
 
 
-# Every module (and submodule) a factory returned, so that a factory handing out the same network twice
-# (the classifier and the q-network would share their weights) is caught; weak, so nothing is kept alive.
-_RETURNED: weakref.WeakSet = weakref.WeakSet()
+# The trainable parameters of every network a factory returned (id -> weak reference), so that a factory
+# handing out the same network, or a trainable layer of one, twice is caught: LIMIT's classifier and
+# q-network would silently share weights. Weak: nothing is kept alive.
+_RETURNED: dict[int, weakref.ref] = {}
+
+
+def _shares_trained_weights(model: nn.Module) -> bool:
+    return any((ref := _RETURNED.get(id(p))) is not None and ref() is p for p in model.parameters() if p.requires_grad)
+
+
+def _remember(model: nn.Module) -> None:
+    for p in model.parameters():
+        if p.requires_grad:
+            _RETURNED[id(p)] = weakref.ref(p, lambda _, key=id(p): _RETURNED.pop(key, None))
 
 
 def build_from_factory(factory: Callable[..., nn.Module], input_shape: tuple[int, ...], num_classes: int,
@@ -85,11 +96,11 @@ def build_from_factory(factory: Callable[..., nn.Module], input_shape: tuple[int
         raise LimitlabError(f"model {name} returned a network without trainable parameters, so there is nothing to "
                             "train; keep its layers as attributes of the module (or in an nn.ModuleList), not in a "
                             "plain list, and leave requires_grad on")
-    if any(m in _RETURNED for m in model.modules()):
-        raise LimitlabError(f"model {name} returned a network (or a layer of one) that it had already returned, so "
-                            "two networks (e.g. LIMIT's classifier and q-network) would share weights; build a new "
-                            "network inside the factory on every call")
-    _RETURNED.update(model.modules())
+    if _shares_trained_weights(model):
+        raise LimitlabError(f"model {name} returned a network (or a trainable layer of one) that it had already "
+                            "returned, so two networks (e.g. LIMIT's classifier and q-network) would share weights; "
+                            "build a new network inside the factory on every call (a shared frozen layer is fine)")
+    _remember(model)
     return model
 
 

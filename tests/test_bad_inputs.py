@@ -110,7 +110,7 @@ def nets(tmp_path, monkeypatch):
     ("integer_logits", "returns int64 logits, but they must be floating-point scores"),
     ("eval_only", "returns tuple in training mode (model.train()) for a batch of inputs of shape (2, 1, 8, 8), "
                   "but must return logits of shape (2, 10) (batch, number of classes) in training mode as in eval mode"),
-    ("same_twice", "returned a network (or a layer of one) that it had already returned"),
+    ("same_twice", "returned a network (or a trainable layer of one) that it had already returned"),
 ])
 def test_a_bad_factory_is_one_sentence_and_nothing_is_written(nets, capsys, factory, message):
     out = nets / "run"
@@ -124,6 +124,17 @@ def test_a_factory_sharing_a_layer_between_its_networks_is_refused(nets, capsys)
     assert main([*ARGS, "--model", "limitlab_probe_nets:shared_layer", "--out", str(out)]) == 2
     assert "that it had already returned" in one_sentence(capsys)
     assert not out.exists()
+
+
+def test_a_shared_frozen_layer_is_not_shared_training():
+    from limitlab.factories import build_from_factory
+
+    frozen = torch.nn.Linear(4, 8).requires_grad_(False)  # e.g. a pretrained feature extractor
+
+    def factory(input_shape, num_classes):
+        return torch.nn.Sequential(frozen, torch.nn.ReLU(), torch.nn.Linear(8, num_classes))
+    classifier, q_network = (build_from_factory(factory, (4,), 3, "f") for _ in range(2))
+    assert classifier[0] is q_network[0] and classifier[2] is not q_network[2]
 
 
 def test_the_training_mode_check_leaves_batchnorm_statistics_and_random_numbers_alone():
