@@ -70,6 +70,14 @@ def _create_lock(path: Path, sweep: bool = False) -> bool:
         return True
     except FileExistsError:
         return False
+    except OSError:  # a file system without hard links: an exclusive create, then the pid
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(_lock_text(sweep))
+        return True
     finally:
         tmp.unlink(missing_ok=True)
 

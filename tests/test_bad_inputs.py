@@ -357,3 +357,19 @@ def test_report_counts_distinct_seeds_and_names_duplicate_runs(tmp_path):
     assert row.test_accuracy_std == pytest.approx(np.std([0.6, 0.8], ddof=1))
     assert "| 0.700 ± 0.141 |" in tables.table_markdown([row]) and "| 2 | duplicate runs (seed 0 ×3)" in \
         tables.table_markdown([row])
+
+
+def test_the_lock_works_without_hard_links(tmp_path, monkeypatch):
+    from limitlab import runlock
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+    monkeypatch.setattr(os, "link", no_links)
+    with runlock.RunLock(tmp_path):
+        assert (tmp_path / rundir.LOCK).read_text() == str(os.getpid())
+        assert sorted(p.name for p in tmp_path.iterdir()) == [rundir.LOCK]
+    assert not (tmp_path / rundir.LOCK).exists()
+    (tmp_path / rundir.LOCK).write_text(str(os.getppid()))  # a live process holds it
+    with pytest.raises(LimitlabError, match=f"is in use by process {os.getppid()}"):
+        with runlock.RunLock(tmp_path):
+            pass
