@@ -7,7 +7,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from limitlab.cli import main
