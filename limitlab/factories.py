@@ -18,17 +18,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import LimitlabError
+from .errors import LimitlabError, first_line
 
 
 def is_factory_spec(name) -> bool:
     """True for ``package.module:factory`` strings (registered model names have no colon)."""
     return isinstance(name, str) and ":" in name
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 def load_factory(spec: str) -> Callable[..., nn.Module]:
@@ -49,7 +44,7 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
     try:
         obj = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or any error raised while the module runs
-        raise LimitlabError(f"--model {spec}: cannot import {module_name} ({_first_line(e)}); make it importable "
+        raise LimitlabError(f"--model {spec}: cannot import {module_name} ({first_line(e)}); make it importable "
                             "(installed, on PYTHONPATH, or in the current folder)") from None
     finally:
         if added:
@@ -70,7 +65,7 @@ def build_from_factory(factory: Callable[..., nn.Module], input_shape: tuple[int
         model = factory(tuple(input_shape), num_classes)
     except Exception as e:
         raise LimitlabError(f"model {name} failed when called as factory({tuple(input_shape)}, {num_classes}): "
-                            f"{_first_line(e)}") from None
+                            f"{first_line(e)}") from None
     if not isinstance(model, nn.Module):
         raise LimitlabError(f"model {name} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -86,7 +81,7 @@ def check_output_shape(model: nn.Module, x: torch.Tensor, num_classes: int, name
         out = model(x)
     except Exception as e:
         raise LimitlabError(f"model {name} fails on a batch of inputs of shape {tuple(x.shape)}: "
-                            f"{_first_line(e)}") from None
+                            f"{first_line(e)}") from None
     finally:
         model.train(was_training)
     want = (len(x), num_classes)
