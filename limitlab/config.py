@@ -26,13 +26,14 @@ GROUPS = ("data", "method", "protocol", "runtime")
 
 
 def setting(default, help: str, *, flag: str | None = None, short: str | None = None,
-            parse: Callable[[str], object] | None = None, group: str = "method"):
+            parse: Callable[[str], object] | None = None, group: str = "method", estimator: bool = True):
     """A Config field with its help text, CLI flag (default ``--name-with-dashes``), short name in
     sweep run names (default ``name-with-dashes``; "" for none), parser of the flag's text (default:
-    from the field's type) and group ("data" fields are not estimator ``method_options``)."""
+    from the field's type), group, and whether ``LimitClassifier``'s ``method_options`` may set it
+    (never for "data" fields)."""
     assert group in GROUPS, group
     return field(default=default, metadata={"help": help, "flag": flag, "short": short, "parse": parse,
-                                            "group": group})
+                                            "group": group, "estimator": estimator and group != "data"})
 
 
 def parse_optional_int(text: str) -> int | None:
@@ -101,12 +102,12 @@ class Config:
     device: str = setting("auto", "auto (cuda when available), cpu, cuda, cuda:N", group="runtime")
     precision: str = setting("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16", group="runtime")
     compile: bool = setting(False, "torch.compile the training step (worth it on GPUs; minutes of start-up on CPU)",
-                            group="runtime")
+                            group="runtime", estimator=False)
     image_size: int | None = setting(None, "image-file datasets: crop size, after resizing the shorter side to 8/7 "
                                            "of it (default: the dataset's, 224)", group="data")
     workers: int = setting(4, "loader processes for image-file datasets (clothing1m, imagefolder)", group="data")
     pretrained: bool = setting(False, "start resnet50 from ImageNet weights (needs torchvision: pip install "
-                                      "'limitlab[pretrained]')")
+                                      "'limitlab[pretrained]')", estimator=False)
     train_eval_every: int = setting(1, "pass over the training set for the memorization metrics every k epochs "
                                        "(0: never; large datasets)", group="protocol")
     # 1024: fastest for cnn4 and mlp on CPU (benchmarks/speed.py, RESULTS.md)
@@ -114,7 +115,7 @@ class Config:
                                          "GPU)", group="runtime")
     test_every: int = setting(0, "also a test-set pass every k epochs, for per-epoch test curves (0: only at a new "
                                  "best validation epoch and at the last epoch, all that the reported test accuracy "
-                                 "needs)", group="protocol")
+                                 "needs)", group="protocol", estimator=False)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -242,6 +243,7 @@ class FieldInfo:
     short: str
     parse: Callable[[str], object] | None  # None: a switch (bool field)
     group: str
+    estimator: bool  # LimitClassifier's method_options may set it
     default: object
 
 
@@ -266,6 +268,7 @@ def field_infos() -> list[FieldInfo]:
             name=f.name, help=meta.get("help", ""), flag=meta.get("flag") or f"--{dashed}",
             short=dashed if meta.get("short") is None else meta["short"],
             parse=meta.get("parse") or _default_parser(f.name), group=meta.get("group", "method"),
+            estimator=meta.get("estimator", True),
             default=f.default if f.default is not dataclasses.MISSING else f.default_factory()))
     return out
 

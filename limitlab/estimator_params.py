@@ -21,12 +21,14 @@ OPTION_PREFIX = "method_options__"
 
 
 def is_int(v) -> bool:
+    """An integer (numpy's too), not a bool."""
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def option_names() -> list[str]:
-    """The Config fields ``method_options`` may set: every field but the data's and the estimator's own."""
-    return [i.name for i in field_infos() if i.group != "data" and i.name not in OWN]
+    """The Config fields ``method_options`` may set: every field declared for it (not the data's,
+    nor what the estimator does not run: compile, test passes) but the estimator's own parameters."""
+    return [i.name for i in field_infos() if i.estimator and i.name not in OWN]
 
 
 def check_params(est) -> None:
@@ -74,14 +76,15 @@ def make_config(est, seed: int) -> Config:
         raise ValueError(str(e).replace("config field", "method_options field", 1)) from None
     if "beta" in METHODS.get(est.method).options:  # other methods refuse a beta they do not read
         options["beta"] = float(est.beta)
-    config = Config(method=est.method, epochs=est.epochs, patience=est.patience, batch_size=est.batch_size,
-                    lr=float(est.lr), weight_decay=float(est.weight_decay), seed=seed,
-                    eval_batch_size=max(1024, est.batch_size), **options)
+    config = Config(**{"eval_batch_size": max(1024, est.batch_size), **options, "method": est.method,
+                       "epochs": est.epochs, "patience": est.patience, "batch_size": est.batch_size,
+                       "lr": float(est.lr), "weight_decay": float(est.weight_decay), "seed": seed})
     config.validate()
     return config
 
 
 def seed_of(random_state) -> int:
+    """The run's seed: ``random_state`` itself, or a draw from it (scikit-learn's convention)."""
     if is_int(random_state):
         return int(random_state)
     from sklearn.utils import check_random_state
@@ -90,6 +93,7 @@ def seed_of(random_state) -> int:
 
 
 def module_name(module) -> str:
+    """How messages name the network ``module`` gives."""
     if isinstance(module, str):
         return module
     return "the default network" if module is None else getattr(module, "__name__", repr(module))
@@ -124,5 +128,6 @@ def model_builder(module, method: str, input_shape: tuple[int, ...], num_classes
 
 
 def tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``a`` as a tensor on ``device``."""
     # torch needs writable memory; read-only inputs (memory maps, some pandas arrays) are copied
     return torch.as_tensor(np.require(a, requirements=("C", "W")), device=device)

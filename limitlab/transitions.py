@@ -20,6 +20,7 @@ _ROW_SUM_TOL = 1e-6
 # --------------------------------------------------------------------------------------------
 
 def check_num_classes(num_classes: int) -> int:
+    """``num_classes`` if it is an integer >= 2, else LimitlabError."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise LimitlabError(f"number of classes must be an integer >= 2, got {num_classes!r}")
     return int(num_classes)

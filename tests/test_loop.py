@@ -206,3 +206,11 @@ def test_config_fields_all_have_help_and_distinct_flags():
     assert len({i.flag for i in infos}) == len(infos)
     with pytest.raises(LimitlabError):
         Config.from_dict({"warmup": "x"})
+
+
+def test_method_options_may_set_what_the_estimator_sets_itself_otherwise():
+    x, y = _blobs()
+    clf = LimitClassifier(method_options={"eval_batch_size": 8, "train_eval_every": 0}, epochs=1, random_state=0)
+    assert clf.fit(x, y).history_[0]["train_noisy_accuracy"] is None  # no training-set pass asked for
+    with pytest.raises(ValueError, match="unknown or estimator-level key.*test_every"):
+        LimitClassifier(method_options={"test_every": 1}, epochs=1).fit(x, y)
