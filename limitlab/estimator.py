@@ -134,7 +134,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------------------------ fit
-    def fit(self, X, y, *, validation_data=None, true_labels=None):
+    def fit(self, X, y, *, validation_data=None, true_labels=None, callbacks=()):
         """Train on X with the (possibly noisy) labels y.
 
         Parameters
@@ -148,19 +148,23 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         true_labels : array-like of shape (n_samples,), optional
             For studies with known (synthetic) noise: the clean labels of X; adds the memorization
             measurements to ``history_``. Never used for training.
+        callbacks : sequence of limitlab.loop.Callback, optional
+            Called by the training loop, e.g. ``EpochCallback(fn)`` with ``fn(epoch, objective, data, row)``
+            after every epoch (the classifier is ``objective.classifier``; ``data.train`` the
+            training rows, as tensors on the device).
 
         Returns
         -------
         self
         """
         try:
-            return self._fit(X, y, validation_data, true_labels)
+            return self._fit(X, y, validation_data, true_labels, callbacks)
         except DataError:
             raise
         except LimitlabError as e:  # the same sentence, as the ValueError scikit-learn callers expect
             raise ValueError(str(e)) from None
 
-    def _fit(self, X, y, validation_data, true_labels):
+    def _fit(self, X, y, validation_data, true_labels, callbacks):
         check_params(self)
         x, y = self._validate(X, y, reset=True, fitting=True)
         self._input_shape = x.shape[1:]
@@ -215,8 +219,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             loop = Loop(objective, make_optimizer(objective, config, device), data, config, runtime,
                         torch.Generator().manual_seed(seed), lr_name="lr", truth_known=true_labels is not None,
                         network=module_name(self.module) if is_users_network(self.module) else None)
-            run_epochs(loop, [BestWeightsInMemory(), *([ProgressBar(f"LimitClassifier {self.method}")]
-                                                       if self.verbose else [])])
+            bar = [ProgressBar(f"LimitClassifier {self.method}", always=True)] if self.verbose else []
+            run_epochs(loop, [BestWeightsInMemory(), *bar, *callbacks])
 
         self.classes_ = classes
         self.classifier_ = objective.classifier.eval()

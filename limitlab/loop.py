@@ -109,16 +109,17 @@ class BestWeightsInMemory(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over the epochs: shown on a terminal, silent in logs."""
+    """A tqdm bar over the epochs: shown on a terminal and silent in logs, or (``always``) shown
+    wherever tqdm can draw it (a notebook too)."""
 
-    def __init__(self, description: str):
-        self.description, self.bar = description, None
+    def __init__(self, description: str, always: bool = False):
+        self.description, self.always, self.bar = description, always, None
 
     def on_train_begin(self, loop):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=loop.config.epochs, initial=loop.epoch - 1, desc=self.description, unit="epoch",
-                        dynamic_ncols=True, leave=False, disable=None)
+                        dynamic_ncols=True, leave=False, disable=False if self.always else None)
 
     def on_epoch_end(self, loop, row, improved):
         best_test = loop.best["test_accuracy"]

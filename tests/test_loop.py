@@ -214,3 +214,13 @@ def test_method_options_may_set_what_the_estimator_sets_itself_otherwise():
     assert clf.fit(x, y).history_[0]["train_noisy_accuracy"] is None  # no training-set pass asked for
     with pytest.raises(ValueError, match="unknown or estimator-level key.*test_every"):
         LimitClassifier(method_options={"test_every": 1}, epochs=1).fit(x, y)
+
+
+def test_estimator_takes_epoch_callbacks():
+    x, y = _blobs()
+    seen = []
+    clf = LimitClassifier(epochs=3, patience=None, random_state=0).fit(
+        x, y, callbacks=[EpochCallback(lambda epoch, objective, data, row: seen.append(
+            (epoch, len(data.train), objective.classifier.training)))])
+    assert seen == [(1, 96, True), (2, 96, True), (3, 96, True)]
+    assert [r["epoch"] for r in clf.history_] == [1, 2, 3]
