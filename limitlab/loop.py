@@ -162,6 +162,8 @@ def _guarded(loop: Loop, during: str, fn: Callable):
     except LimitlabError:
         raise
     except Exception as e:
+        if isinstance(e, RuntimeError) and "overflow" in str(e):  # the optimizer's, not the network's
+            raise
         raise _network_error(loop, e, during) from None
 
 
