@@ -20,17 +20,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import LimitlabError
+from .errors import LimitlabError, first_line
 
 
 def is_factory_spec(name) -> bool:
     """True for ``package.module:factory`` strings (registered model names have no colon)."""
     return isinstance(name, str) and ":" in name
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 def load_factory(spec: str) -> Callable[..., nn.Module]:
@@ -51,7 +46,7 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
     try:
         obj = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or any error raised while the module runs
-        raise LimitlabError(f"--model {spec}: cannot import {module_name} ({_first_line(e)}); make it importable "
+        raise LimitlabError(f"--model {spec}: cannot import {module_name} ({first_line(e)}); make it importable "
                             "(installed, on PYTHONPATH, or in the current folder)") from None
     finally:
         if added:
@@ -89,7 +84,7 @@ def build_from_factory(factory: Callable[..., nn.Module], input_shape: tuple[int
         model = factory(tuple(input_shape), num_classes)
     except Exception as e:
         raise LimitlabError(f"model {name} failed when called as factory({tuple(input_shape)}, {num_classes}): "
-                            f"{_first_line(e)}") from None
+                            f"{first_line(e)}") from None
     if not isinstance(model, nn.Module):
         raise LimitlabError(f"model {name} returned a {type(model).__name__}, not a torch.nn.Module")
     if not any(p.requires_grad for p in model.parameters()):
@@ -116,7 +111,7 @@ def _forward(model: nn.Module, x: torch.Tensor, training: bool, name: str):
     except Exception as e:
         mode = " in training mode (model.train())" if training else ""
         raise LimitlabError(f"model {name} fails{mode} on a batch of inputs of shape {tuple(x.shape)}: "
-                            f"{_first_line(e)}") from None
+                            f"{first_line(e)}") from None
     finally:
         model.train(was_training)
         for k, b in model.named_buffers():
