@@ -4,6 +4,7 @@ checks that the README shows what it prints)."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -31,3 +32,10 @@ def run_demo(out: str | Path, configs: dict[str, Config], progress: bool = True)
         runs[method] = Path(out) / method
         rows.append(train(config, runs[method], overwrite=True, progress=progress))
     return rows, runs
+
+
+def picture_problem() -> str | None:
+    """Why the demo cannot draw its curves (matplotlib, the ``plots`` extra, is missing), or None."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "no picture: matplotlib is not installed (pip install 'limitlab[plots]')"
+    return None
