@@ -19,12 +19,17 @@ The convention (also in docs/extending.md, "Contributing"):
 
   Prefer making the example small enough to run (fewer epochs, `--train-size`) and saying so in
   the text; skip only what cannot be made small.
+- An output block marked `<!-- docs-test: output -->` on the line before its fence must be exactly
+  what the block right before it prints (stdout; runs are deterministic on CPU for a seed), so the
+  numbers a page shows and discusses are the ones its command gives.
 - Every fence must be closed: a page with an unclosed fence (which renders the rest of the page as
   code) fails, as does a line inside a block that starts with ``` followed by text.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -37,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash", "console": "console"}
 NOT_RUN = {"", "text", "json", "yaml", "toml", "csv", "output"}
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
+OUTPUT = "<output>"  # (a pending marker's kind)
 MARKER = re.compile(r"^ {0,3}<!--\s*docs-test:\s*(?P<what>[\w-]+)\s*(?:\((?P<reason>.*)\))?\s*-->\s*$")
 
 
@@ -46,7 +52,8 @@ class Block:
     line: int            # 1-based line of the opening fence
     language: str
     code: str
-    skip: str | None     # the reason, for a marked block
+    skip: str | None     # the reason, for a block marked skip
+    expected: str | None = None  # for a runnable block: the output block marked `output` right after it
 
 
 def pages() -> list[Path]:
@@ -63,9 +70,13 @@ def parse(path: Path) -> list[Block]:
         line = lines[i]
         marker = MARKER.match(line)
         if marker:
-            if marker["what"] != "skip" or not (marker["reason"] or "").strip():
-                raise ValueError(f"{name}:{i + 1}: a marker is '<!-- docs-test: skip (the reason) -->', not {line.strip()!r}")
-            pending = (i, marker["reason"].strip())
+            if marker["what"] == "output" and marker["reason"] is None:
+                pending = (i, OUTPUT)
+            elif marker["what"] == "skip" and (marker["reason"] or "").strip():
+                pending = (i, marker["reason"].strip())
+            else:
+                raise ValueError(f"{name}:{i + 1}: a marker is '<!-- docs-test: skip (the reason) -->' or "
+                                 f"'<!-- docs-test: output -->', not {line.strip()!r}")
             i += 1
             continue
         opening = FENCE.match(line)
@@ -93,7 +104,14 @@ def parse(path: Path) -> list[Block]:
         if language not in RUN and language not in NOT_RUN:
             raise ValueError(f"{name}:{i + 1}: unknown block language {language!r}: use one of "
                              f"{sorted(RUN)} (runs) or {sorted(NOT_RUN - {''})} / none (not run)")
-        blocks.append(Block(name, i + 1, language, code, pending[1] if pending else None))
+        if pending and pending[1] is OUTPUT:
+            if language in RUN or not blocks or blocks[-1].language not in RUN or blocks[-1].skip:
+                raise ValueError(f"{name}:{pending[0] + 1}: an output marker goes before an output block "
+                                 f"(no language, or text) that follows a block that runs")
+            blocks[-1].expected = code
+            blocks.append(Block(name, i + 1, language, code, None))
+        else:
+            blocks.append(Block(name, i + 1, language, code, pending[1] if pending else None))
         pending, i = None, j + 1
     if pending:
         raise ValueError(f"{name}:{pending[0] + 1}: a docs-test marker must be on the line right before a fence")
@@ -111,20 +129,31 @@ def _run_page(blocks_file: str) -> int:
             code = b["code"]
             if b["language"] == "console":
                 code = "\n".join(line[2:] for line in code.splitlines() if line.startswith("$ "))
-            result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", code])
+            result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", code], stdout=subprocess.PIPE, text=True)
+            printed = result.stdout
+            print(printed, end="", flush=True)
             if result.returncode:
                 print(f"FAILED {where}: exit code {result.returncode}\n{code}", flush=True)
                 return 1
         else:
+            buffer = io.StringIO()
             try:
-                exec(compile(b["code"], where, "exec"), namespace)
+                with contextlib.redirect_stdout(buffer):
+                    exec(compile(b["code"], where, "exec"), namespace)
             except BaseException as e:  # noqa: BLE001  (reported with the block, then the test fails)
                 import traceback
 
+                print(buffer.getvalue())
                 traceback.print_exc()
                 print(f"FAILED {where}: {type(e).__name__}: {e}\n{b['code']}", flush=True)
                 return 1
-            sys.stdout.flush()
+            printed = buffer.getvalue()
+            print(printed, end="", flush=True)
+        shown = [line.rstrip() for line in (b["expected"] or "").strip("\n").splitlines()]
+        if b["expected"] is not None and [line.rstrip() for line in printed.strip("\n").splitlines()] != shown:
+            print(f"FAILED {where}: it printed\n{printed}\nwhere the page shows (the block marked output after it)\n"
+                  f"{b['expected']}", flush=True)
+            return 1
     return 0
 
 
@@ -185,6 +214,29 @@ def test_broken_pages_are_refused(tmp_path, monkeypatch, text, problem):
     page.write_text(text)
     with pytest.raises(ValueError, match=problem):
         parse(page)
+
+
+def test_output_marker_needs_a_block_that_runs_before_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    page = tmp_path / "page.md"
+    page.write_text("```python\nprint(1)\n```\n<!-- docs-test: output -->\n```text\n1\n```\n")
+    first, shown = parse(page)
+    assert first.expected == "1\n" and shown.language == "text"
+    page.write_text("```text\n0\n```\n<!-- docs-test: output -->\n```text\n1\n```\n")
+    with pytest.raises(ValueError, match="follows a block that runs"):
+        parse(page)
+
+
+def test_shown_output_is_compared_with_what_the_block_prints(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    page = tmp_path / "page.md"
+    page.write_text("```python\nprint(6 * 7)\n```\n<!-- docs-test: output -->\n```\n42\n```\n"
+                    "```bash\necho hello\n```\n<!-- docs-test: output -->\n```text\nhello\n```\n")
+    (tmp_path / "run").mkdir()
+    assert run_page(parse(page), tmp_path / "run").returncode == 0
+    page.write_text("```python\nprint(6 * 7)\n```\n<!-- docs-test: output -->\n```\n41\n```\n")
+    result = run_page(parse(page), tmp_path / "run")
+    assert result.returncode == 1 and "where the page shows" in result.stdout
 
 
 def test_markers_and_languages_are_read(tmp_path, monkeypatch):
