@@ -1,12 +1,12 @@
 """Every code block of README.md and docs/*.md runs, page by page, as a reader would copy them.
 
-The convention (also in docs/extending.md, "Contributing"):
+The convention (also in docs/extending.md, "Conventions"):
 
 - A page's blocks run in page order, in a fresh temporary folder per page. ```python blocks of a
   page share one namespace (one script, run in order); ```bash / ```sh / ```shell blocks run
-  with `bash -e`, the Python environment's `bin/` first on PATH and LIMITLAB_DATA set; in a
-  ```console block the lines starting with `$ ` run and the others are the expected output (not
-  compared).
+  with `bash -e`, the Python environment's `bin/` first on PATH, LIMITLAB_DATA set and one thread
+  (OMP_NUM_THREADS=1); in a ```console block the lines starting with `$ ` run and the others are
+  the expected output (not compared).
 - Output and data blocks do not run: a fence without a language, ```text, ```json (which must
   parse), ```yaml, ```toml, ```csv.
 - A block that needs a GPU, a download, a cluster or more than a few seconds is marked on the line
@@ -164,7 +164,7 @@ def run_page(blocks: list[Block], folder: Path) -> subprocess.CompletedProcess:
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("LIMITLAB_DATA", str(REPO.parent / "shared" / "data"))
-    env.setdefault("OMP_NUM_THREADS", "1")
+    env["OMP_NUM_THREADS"] = "1"  # the outputs pages show are one thread's (the thread count changes the last bits)
     env["MPLBACKEND"] = "Agg"
     return subprocess.run([sys.executable, __file__, str(folder / ".blocks.json")], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=600)
