@@ -377,6 +377,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("dir", help="a sweep directory (or any folder of run directories)")
         p.add_argument("--out", default=None, help="where to write the report (default: DIR)")
         p.add_argument("--preset", default=None, help="the preset of the sweep, to mark missing cells and seeds")
+
+    from .review.command import add_review_parser  # limitlab review: its flags live with the review package
+    add_review_parser(sub, command, _DefaultsFormatter)
     return parser
 
 
