@@ -148,6 +148,8 @@ def build_app(review: Review, token: str | None = None, hosts: tuple = ("127.0.0
 
     @guard()
     async def static(request):
+        if request.path_params["name"] not in assets:
+            return Response("not found", 404, media_type="text/plain")
         body, media = assets[request.path_params["name"]]
         return Response(body, media_type=media)
 
