@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const S = {
   classes: [], n: 0, kind: "image", page: 100, cur: 0, card: null,
   cards: new Map(), queue: Promise.resolve(), view: "card",
+  timings: [], pressed: null,  // ms from a decision's key press to the next card on screen (tests read them)
   grid: { offset: 0, rows: [], total: 0, selected: new Set(), anchor: null },
   search: { items: [], pos: 0 },
 };
@@ -146,6 +147,11 @@ function render(c) {
     }
   }
   document.body.dataset.card = String(c.id);
+  if (S.pressed !== null) {
+    const t0 = S.pressed;
+    S.pressed = null;
+    requestAnimationFrame(() => S.timings.push(performance.now() - t0));
+  }
 }
 
 function decide(decision, label) {
@@ -155,6 +161,7 @@ function decide(decision, label) {
   const body = { ids: [c.id], decision };
   if (label !== undefined && label !== null) body.label = label;
   c.decision = { decision, label: body.label };
+  S.pressed = performance.now();
   post("/api/decide", body);
   show(c.id + 1);
 }
