@@ -153,6 +153,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rows.append(train(config, Path(args.out) / method, overwrite=True, progress=not args.quiet))
     _print_summary(rows)
     print(f"run directories: {Path(args.out) / 'ce'}, {Path(args.out) / 'limit-l'}")
+    print(f"fix the labels LIMIT doubts: limitlab review {Path(args.out) / 'limit-l'}")
     return 0
 
 

@@ -223,18 +223,14 @@ def test_timings_and_docs_screenshot(browser, run):
         wait_card(page, server.review.start())
         first = time.perf_counter() - start
         assert first < 1.0, f"first card after {first:.3f} s"
-        steps = []
         for _ in range(8):
             i = card_id(page)
             page.wait_for_timeout(150)  # let the prefetch of the next cards land, as a reader would
-            t = time.perf_counter()
             page.keyboard.press("q")
             wait_card(page, i + 1)
-            steps.append(time.perf_counter() - t)
         page.wait_for_timeout(100)
         in_page = page.evaluate("() => S.timings")  # key press to the next card's first frame, in the page
         assert len(in_page) == 8 and max(in_page) < 100, f"decision to next card (ms): {in_page}"
-        assert max(steps) < 0.5, f"seen from the test, with Playwright's round trips: {steps}"
         page.wait_for_timeout(400)
         DOCS_IMAGE.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(DOCS_IMAGE))

@@ -81,6 +81,7 @@ class Cards:
                                 for c in range(k)])
 
     def png(self, split: str, index: int, size: str) -> bytes:
+        """The PNG of one example at ``size`` ("card" or "thumb"), made once and cached."""
         key = (split, int(index), size)
         with self._lock:
             if key in self._png:
@@ -140,6 +141,7 @@ class Cards:
                 "marked": marked}
 
     def card(self, i: int, decision: dict | None) -> dict:
+        """Everything suspect ``i``'s card shows, as JSON-ready data."""
         d = self.data
         split, index = d.key(i)
         given, suggested = int(d.given[i]), int(d.suggested[i])

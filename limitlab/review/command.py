@@ -11,6 +11,7 @@ from ..errors import LimitlabError
 
 
 def add_review_parser(sub, command: str | None, formatter=argparse.HelpFormatter) -> None:
+    """Add ``review`` to the subcommands ``sub`` (its flags only when ``command`` is review or None)."""
     p = sub.add_parser("review", help="review a run's suspected label errors on a local web page; export corrections",
                        description="Serves RUN's suspects (label_errors.csv; `limitlab detect` runs first when it is "
                                    "missing) on a local, offline page: one card per suspect, keyboard first (W/Enter "
@@ -36,6 +37,7 @@ def add_review_parser(sub, command: str | None, formatter=argparse.HelpFormatter
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    """``limitlab review``: export, or serve the page until Ctrl+C."""
     from .. import rundir
 
     run = Path(args.run)

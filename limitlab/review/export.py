@@ -51,6 +51,7 @@ def summarize(keys: list, given: np.ndarray, true: np.ndarray | None, decisions:
 
 
 def summary_line(s: dict) -> str:
+    """One line of :func:`summarize`'s counts, for the terminal."""
     parts = [f"{s['decided']} of {s['suspects']} suspects decided"]
     parts += [f"{n} {d}" for d, n in s["counts"].items() if n]
     if "judged" in s:
@@ -89,6 +90,7 @@ def run_label_vector(run: Path, decisions: Decisions, data_dir=None) -> np.ndarr
 
 
 def write_vector(path: Path, labels: np.ndarray) -> None:
+    """Write a label vector atomically: ``.npy`` (int64), else text with a ``label`` header line."""
     if path.suffix.lower() == ".npy":
         buf = io.BytesIO()
         np.save(buf, np.asarray(labels, dtype=np.int64))

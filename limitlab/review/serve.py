@@ -24,6 +24,7 @@ def require_web() -> None:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` only reaches this machine (localhost, 127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -33,6 +34,7 @@ def is_loopback(host: str) -> bool:
 
 
 def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0: a free port), or a one-sentence error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -76,20 +78,24 @@ class Server:
 
     @property
     def url(self) -> str:
+        """The page's address with the token, to open once."""
         shown = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{shown}:{self.port}/?token={self.token}"
 
     def stop(self) -> None:
+        """Ask the server to finish (it returns from :meth:`run` shortly)."""
         self.done.set()
         self._uvicorn.should_exit = True
 
     def run(self) -> None:
+        """Serve until stopped (Ctrl+C in the main thread, or :meth:`stop`)."""
         try:
             self._uvicorn.run(sockets=[self.sock])
         finally:
             self.sock.close()
 
     def start(self) -> "Server":
+        """Serve in a background thread; returns once the server accepts requests."""
         self._thread = threading.Thread(target=self.run, daemon=True)
         self._thread.start()
         while not self._uvicorn.started and self._thread.is_alive():
@@ -97,11 +103,13 @@ class Server:
         return self
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for the background thread of :meth:`start` to end."""
         if self._thread is not None:
             self._thread.join(timeout)
 
 
 def announce(server: Server, open_browser: bool) -> None:
+    """Print the URL (and a warning when not on loopback); open a browser on it if asked."""
     print(f"review: open {server.url}  (Ctrl+C stops; decisions are saved as you make them)", flush=True)
     if not is_loopback(server.host):
         print(f"review: warning: listening on {server.host}, reachable from other machines; anyone with the URL "

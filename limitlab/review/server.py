@@ -40,6 +40,7 @@ class Review:
         self.suggested = data.suggested
 
     def decision(self, i: int) -> dict | None:
+        """Suspect ``i``'s standing decision, or None."""
         return self.decisions.get(self.keys[i])
 
     def start(self) -> int:
@@ -47,6 +48,7 @@ class Review:
         return next((i for i, k in enumerate(self.keys) if self.decisions.get(k) is None), 0)
 
     def summary(self) -> dict:
+        """The running summary the page shows (:func:`summarize`, plus flagged and still to go)."""
         s = summarize(self.keys, self.data.given, self.data.true, self.decisions)
         s["flagged"] = int(self.data.flagged.sum())
         s["to_go"] = int(sum(1 for i in np.flatnonzero(self.data.flagged) if self.decisions.get(self.keys[i]) is None))
@@ -71,6 +73,7 @@ class Review:
         return np.flatnonzero(keep)
 
     def row(self, i: int) -> dict:
+        """Suspect ``i`` as one grid tile."""
         d, names = self.data, self.data.class_names
         dec = self.decision(i)
         return {"id": int(i), "rank": int(i) + 1, "index": int(d.index[i]), "split": str(d.split[i]),
@@ -81,6 +84,7 @@ class Review:
                 "label": None if dec is None or dec["decision"] not in WITH_LABEL else names[int(dec["label"])]}
 
     def confusion(self) -> dict:
+        """Given → suggested counts of the flagged suspects, and of those still undecided."""
         k = len(self.data.class_names)
         m = np.zeros((k, k), int)
         open_ = np.zeros((k, k), int)
@@ -108,7 +112,8 @@ def build_app(review: Review, token: str | None = None, hosts: tuple = ("127.0.0
 
     token = token or secrets.token_urlsafe(24)
     page = _static("index.html").decode()
-    assets = {"app.js": (_static("app.js"), "text/javascript"), "style.css": (_static("style.css"), "text/css")}
+    assets = {"app.js": (_static("app.js"), "text/javascript"), "grid.js": (_static("grid.js"), "text/javascript"),
+              "style.css": (_static("style.css"), "text/css")}
 
     def authorised(request, write: bool = False) -> bool:
         cookie = request.cookies.get(COOKIE, "")

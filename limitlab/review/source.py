@@ -31,6 +31,7 @@ class Pool:
     _pos: dict = field(default_factory=dict, repr=False)
 
     def position(self, index: int) -> int:
+        """The position in this pool of the example with ``index`` (KeyError when it has none)."""
         if not self._pos:
             self._pos.update(zip(self.index.tolist(), range(len(self.index))))
         pos = self._pos.get(int(index))
@@ -78,6 +79,7 @@ class ReviewData:
         return other
 
     def key(self, i: int) -> tuple[str, int]:
+        """Suspect ``i``'s (split, index): how decisions name it."""
         return str(self.split[i]), int(self.index[i])
 
     def example(self, split: str, index: int):
@@ -120,6 +122,7 @@ def _predict_pool(model, data, split, batch_size: int, runtime):
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` flattened and scaled to unit length (cosine similarity is then a dot product)."""
     x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 

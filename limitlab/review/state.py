@@ -118,4 +118,5 @@ class Decisions:
             return keys
 
     def get(self, key: tuple[str, int]) -> dict | None:
+        """The standing decision record of ``key`` = (split, index), or None."""
         return self.standing.get(key)
