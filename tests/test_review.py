@@ -308,3 +308,21 @@ def test_review_labels_from_python_returns_labels_on_done():
     assert len(labels) == len(y) and labels[result["first"]] == 5 and labels[result["second"]] == -1
     others = np.setdiff1d(np.arange(len(y)), [result["first"], result["second"]])
     np.testing.assert_array_equal(labels[others], y[others])
+
+
+def test_host_names_and_the_warning_off_loopback(capsys):
+    from limitlab.review.serve import allowed_hosts, announce, is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.org")
+    assert "attacker.example" not in allowed_hosts("127.0.0.1")
+    assert "192.168.1.4" in allowed_hosts("192.168.1.4")
+
+    class Fake:
+        host, url = "0.0.0.0", "http://0.0.0.0:1/?token=t"
+
+    announce(Fake(), open_browser=False)
+    out = capsys.readouterr()
+    assert "http://0.0.0.0:1/?token=t" in out.out and "warning" in out.err
+    announce(type("Local", (), {"host": "127.0.0.1", "url": "u"})(), open_browser=False)
+    assert "warning" not in capsys.readouterr().err

@@ -94,6 +94,8 @@ def review_labels(clf_or_issues, X, y, *, true_labels=None, decisions=None, host
                   open_browser: bool = True, on_start=None) -> np.ndarray:
     """Review the suspected label errors of (X, y) on the local page and return the corrected labels.
 
+    Serves the page (its URL is printed) and blocks until the reviewer presses Done on it, or Ctrl+C here.
+
     Parameters
     ----------
     clf_or_issues : a fitted :class:`~limitlab.LimitClassifier` (top-3 classes with probabilities and
@@ -105,8 +107,6 @@ def review_labels(clf_or_issues, X, y, *, true_labels=None, decisions=None, host
     host, port : where to listen (default 127.0.0.1, a free port).
     open_browser : open the page in the default browser.
     on_start : optional callable given the page URL once the server listens (e.g. to print it elsewhere).
-
-    Blocks until the reviewer presses Done on the page (or Ctrl+C here).
 
     Returns
     -------

@@ -50,8 +50,16 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def allowed_hosts(host: str) -> tuple:
-    """Host names the Host header may carry: the loopback names, and the bound address itself."""
-    return tuple(dict.fromkeys(("127.0.0.1", "localhost", "[::1]", "::1", host)))
+    """Host names the Host header may carry: the loopback names and the bound address; for a wildcard
+    bind (0.0.0.0, ::) also this machine's name and addresses, which other machines reach it by."""
+    names = ["127.0.0.1", "localhost", "[::1]", "::1", host]
+    if host in ("0.0.0.0", "::", ""):
+        try:
+            name, aliases, addresses = socket.gethostbyname_ex(socket.gethostname())
+            names += [name, socket.getfqdn(), *aliases, *addresses]
+        except OSError:
+            pass
+    return tuple(dict.fromkeys(n.lower() for n in names if n))
 
 
 class Server:
