@@ -153,6 +153,7 @@ def main() -> None:
         detect(run, progress=False)
     before = json.loads((run / rundir.SUMMARY).read_text())
     results = {"config": {**base, "noise": args.noise}, "test_acc_before": before.get("test_accuracy"),
+               "final_test_acc_before": before.get("final_test_accuracy"),
                "timings": page_timings(run), "reviews": []}
     print(json.dumps(results, indent=2), flush=True)
     for k in args.k:
@@ -165,6 +166,7 @@ def main() -> None:
         retrain = out / f"after_k{k}"
         summary = train(Config(noise=f"labels:{labels_path}", **base), retrain, overwrite=True, progress=False)
         r["test_acc_after"] = summary.get("test_accuracy")
+        r["final_test_acc_after"] = summary.get("final_test_accuracy")
         results["reviews"].append(r)
         print(json.dumps(r), flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -6,6 +6,7 @@ index only, and every answer has a Content-Security-Policy that allows nothing o
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import secrets
@@ -20,7 +21,7 @@ from .state import DECISIONS, WITH_LABEL, Decisions
 
 COOKIE = "limitlab_review"
 PAGE = 100
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
@@ -38,6 +39,8 @@ class Review:
         self.keys = [data.key(i) for i in range(len(data.index))]
         self.row_of = {k: i for i, k in enumerate(self.keys)}
         self.suggested = data.suggested
+        self._flagged = int(data.flagged.sum())
+        self._wrong = None if data.true is None else int((data.given != data.true).sum())
 
     def decision(self, i: int) -> dict | None:
         """Suspect ``i``'s standing decision, or None."""
@@ -48,10 +51,16 @@ class Review:
         return next((i for i, k in enumerate(self.keys) if self.decisions.get(k) is None), 0)
 
     def summary(self) -> dict:
-        """The running summary the page shows (:func:`summarize`, plus flagged and still to go)."""
-        s = summarize(self.keys, self.data.given, self.data.true, self.decisions)
-        s["flagged"] = int(self.data.flagged.sum())
-        s["to_go"] = int(sum(1 for i in np.flatnonzero(self.data.flagged) if self.decisions.get(self.keys[i]) is None))
+        """The running summary the page shows (:func:`summarize` over the decided suspects, plus the
+        number flagged and still to go); its cost grows with the decisions, not the suspects."""
+        rows = sorted(self.row_of[k] for k in list(self.decisions.standing) if k in self.row_of)
+        true = None if self.data.true is None else self.data.true[rows]
+        s = summarize([self.keys[i] for i in rows], self.data.given[rows], true, self.decisions)
+        s["suspects"] = len(self.keys)
+        if true is not None:
+            s["wrong_labels_in_suspects"] = self._wrong
+        s["flagged"] = self._flagged
+        s["to_go"] = self._flagged - int(self.data.flagged[rows].sum())
         return s
 
     def matching(self, q: dict) -> np.ndarray:
@@ -149,7 +158,15 @@ def build_app(review: Review, token: str | None = None, hosts: tuple = ("127.0.0
         if not authorised(request):
             return denied()
         meta = json.dumps(token)[1:-1]
-        return HTMLResponse(page.replace("{{TOKEN}}", meta).replace("{{TITLE}}", _escape(title or review.data.title)))
+        # the state and the first card come with the page (a JSON data block, not a script): no round trips
+        start = review.start()
+        boot = {"state": state_dict(), "card": review.cards.card(start, review.decision(start))}
+        if review.data.kind == "image":
+            png = review.cards.png(*review.keys[start], "card")
+            boot["card"]["image_data"] = "data:image/png;base64," + base64.b64encode(png).decode()
+        boot_json = json.dumps(boot).replace("<", "\\u003c")
+        return HTMLResponse(page.replace("{{TOKEN}}", meta).replace("{{TITLE}}", _escape(title or review.data.title))
+                            .replace("{{BOOT}}", boot_json))
 
     @guard()
     async def static(request):
@@ -158,12 +175,14 @@ def build_app(review: Review, token: str | None = None, hosts: tuple = ("127.0.0
         body, media = assets[request.path_params["name"]]
         return Response(body, media_type=media)
 
+    def state_dict() -> dict:
+        d = review.data
+        return {"title": title or d.title, "kind": d.kind, "classes": d.class_names, "n": len(review.keys),
+                "start": review.start(), "summary": review.summary(), "page": PAGE, "done_button": on_done is not None}
+
     @guard()
     async def state(request):
-        d = review.data
-        return JSONResponse({"title": title or d.title, "kind": d.kind, "classes": d.class_names,
-                             "n": len(review.keys), "start": review.start(), "summary": review.summary(),
-                             "page": PAGE, "done_button": on_done is not None})
+        return JSONResponse(state_dict())
 
     @guard()
     async def suspects(request):

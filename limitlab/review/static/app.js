@@ -56,6 +56,7 @@ function el(tag, attrs = {}, ...children) {
   for (const c of children) e.append(c);
   return e;
 }
+const fmt = (v) => (typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(4))) : String(v));
 const pct = (p) => (p === null || p === undefined ? "" : `${Math.round(p * 100)}%`);
 
 function toast(text) {
@@ -107,16 +108,19 @@ function render(c) {
   $("suggested").textContent = `${c.suggested.name}`;
   const img = $("example-image"), row = $("example-row");
   if (c.kind === "image") {
-    img.src = imgUrl(c.split, c.index, "card"); img.hidden = false; row.hidden = true;
+    img.src = c.image_data || imgUrl(c.split, c.index, "card"); img.hidden = false; row.hidden = true;
   } else {
     img.hidden = true; row.hidden = false; row.textContent = "";
     for (const col of c.row.columns) {
-      const v = col.value === null ? "" : String(col.value);
+      const v = col.value === null ? "" : fmt(col.value);
       row.append(el("tr", col.marked ? { class: "marked" } : {}, el("th", { text: col.name }), el("td", { text: v })));
     }
     if (c.row.marked.length) {
-      const notes = c.row.marked.map((m) => `${m.feature}: ${c.given.name} avg ${m.given_mean}, ${c.suggested.name} avg ${m.suggested_mean}`);
-      row.append(el("tr", { class: "note" }, el("td", { colspan: "2", text: `marked: closer to ${c.suggested.name} — ${notes.join("; ")}` })));
+      const notes = c.row.marked.map((m) => (m.feature.includes("=")
+        ? `${m.feature.replace("=", " = ")} in ${pct(m.given_mean)} of ${c.given.name}, ${pct(m.suggested_mean)} of ${c.suggested.name}`
+        : `${m.feature}: ${c.given.name} average ${fmt(m.given_mean)}, ${c.suggested.name} average ${fmt(m.suggested_mean)}`));
+      row.append(el("tr", { class: "note" }, el("td", { colspan: "2",
+        text: `marked: these values look more like ${c.suggested.name} than ${c.given.name} — ${notes.join("; ")}` })));
     }
   }
   const list = $("choices");
@@ -269,7 +273,9 @@ function setView(v) {
 
 // ------------------------------------------------------------------ start
 async function start() {
-  const st = await api("/api/state");
+  const boot = JSON.parse($("boot").textContent);  // the state and the first card came with the page
+  const st = boot.state;
+  S.cards.set(boot.card.id, Promise.resolve(boot.card));
   Object.assign(S, { classes: st.classes, n: st.n, kind: st.kind, page: st.page });
   showSummary(st.summary);
   for (const id of ["f-given", "f-suggested", "batch-relabel"]) {
