@@ -326,3 +326,52 @@ def test_host_names_and_the_warning_off_loopback(capsys):
     assert "http://0.0.0.0:1/?token=t" in out.out and "warning" in out.err
     announce(type("Local", (), {"host": "127.0.0.1", "url": "u"})(), open_browser=False)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_cli_runs_detect_first_serves_and_stops_on_ctrl_c(run, tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("label_errors.csv", "review"))
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "limitlab", "review", str(copy), "--no-browser", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("review: open http://127.0.0.1:"), line + proc.stderr.read()
+        url = line.split()[2]
+        assert (copy / rundir.LABEL_ERRORS).exists()          # detect ran first
+        c = httpx.Client()
+        assert c.get(url.split("?")[0]).status_code == 403
+        assert c.get(url).status_code == 303
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "0 of" in out and "--export" in out
+
+
+def test_python_api_with_a_find_label_issues_table():
+    pd = pytest.importorskip("pandas")
+    from limitlab.review.api import corrected, from_python
+    from limitlab.review.server import Review
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40)})
+    y = np.where(X["a"] > 0, "yes", "no")
+    issues = pd.DataFrame({"is_label_issue": [True] + [False] * 39, "label_quality": np.linspace(0.01, 1, 40),
+                           "given_label": y, "predicted_label": np.where(np.arange(40) == 0, "maybe", y)})
+    data = from_python(issues, X, y)
+    assert data.kind == "table" and data.class_names == ["maybe", "no", "yes"]
+    assert data.index[0] == 0 and data.suggested[0] == 0      # ranked by label quality; the prediction suggested
+    review = Review(data, Decisions(None))
+    card = review.cards.card(0, None)
+    assert [c["name"] for c in card["row"]["columns"]] == ["a", "b"]
+    review.decisions.decide([data.key(0)], "accept", 0)
+    review.decisions.decide([data.key(1)], "exclude")
+    labels = corrected(data, review)
+    assert labels[0] == "maybe" and labels[data.index[1]] is None and list(labels[2:]) == list(y[2:])

@@ -226,7 +226,7 @@ def test_timings_and_docs_screenshot(browser, run):
         for _ in range(8):
             i = card_id(page)
             page.wait_for_timeout(150)  # let the prefetch of the next cards land, as a reader would
-            page.keyboard.press("q")
+            page.keyboard.press("w")
             wait_card(page, i + 1)
         page.wait_for_timeout(100)
         in_page = page.evaluate("() => S.timings")  # key press to the next card's first frame, in the page
