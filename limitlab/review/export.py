@@ -163,7 +163,8 @@ def export_run(run, out, data_dir=None) -> dict:
         frame = _read_user_table(config.dataset)
         if frame is None or "file_row" not in errors:
             raise LimitlabError(f"{run} was trained on a .npz table, which has no rows to copy; export .npy labels")
-        names = [str(c) for c in np.load(run / rundir.NOISY_LABELS)["class_names"]]
+        with np.load(run / rundir.NOISY_LABELS, allow_pickle=False) as rec:
+            names = [str(c) for c in rec["class_names"]]
         rows = dict(zip(keys, errors["file_row"].tolist()))
         table = corrected_table(frame, config.label_column or "label", names, rows, decisions)
         buf = io.BytesIO()

@@ -176,7 +176,9 @@ def from_run(run_dir, data_dir=None, device: str = "cpu", batch_size: int = 512,
         print(f"review: rebuilding the data of {run} ({config.dataset})", file=sys.stderr, flush=True)
     data = prepare_data(config, runtime.device)
     rec = data.record
-    if not np.array_equal(np.load(run / rundir.NOISY_LABELS)["train_noisy"], rec["train_noisy"]):
+    with np.load(run / rundir.NOISY_LABELS, allow_pickle=False) as saved_labels:
+        same = np.array_equal(saved_labels["train_noisy"], rec["train_noisy"])
+    if not same:
         raise LimitlabError(f"the training labels rebuilt from {config.dataset} differ from those in {run}; "
                             "point --data-dir at the data the run was trained on")
     splits = {"train": (data.train, rec["train_index"]), "validation": (data.val, rec["val_index"])}
