@@ -243,3 +243,45 @@ def test_timings_and_docs_screenshot(browser, run):
     finally:
         server.stop()
         server.join(5)
+
+
+def test_timings_on_48000_mnist_suspects(browser, data_root):
+    """Part 9 at full size: 48,000 MNIST suspects (a synthetic ranking, outputs and features over the
+    real images), the first card within 1 s of the page request and each decision under 100 ms."""
+    from limitlab.data import load_dataset
+    from limitlab.review.serve import Server
+    from limitlab.review.server import Review
+    from limitlab.review.source import Pool, ReviewData, normalise
+    from limitlab.review.state import Decisions
+
+    data = load_dataset("mnist", data_root)
+    n, k = 48000, 10
+    rng = np.random.default_rng(0)
+    x, labels = data.train_images[:n].numpy(), data.train_labels[:n].numpy()
+    probs = rng.dirichlet(np.full(k, 0.3), size=n)
+    pool = Pool(index=np.arange(n), x=x, labels=labels, probs=probs, features=normalise(rng.normal(size=(n, 128))))
+    order = np.argsort(-rng.random(n))
+    review = Review(ReviewData(kind="image", class_names=[str(c) for c in range(k)], index=order,
+                               split=np.array(["train"] * n, dtype=object), given=labels[order],
+                               score=np.sort(rng.random(n))[::-1], flagged=np.ones(n, bool), pools={"train": pool},
+                               title="48,000 MNIST suspects"), Decisions(None))
+    server = Server(review, port=0).start()
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 820})
+        page.goto(server.url)
+        wait_card(page, 0)
+        start = time.perf_counter()
+        page.goto(server.url.split("?")[0])
+        wait_card(page, 0)
+        first = time.perf_counter() - start
+        assert first < 1.0, f"first card after {first:.3f} s"
+        for i in range(6):
+            page.wait_for_timeout(150)
+            page.keyboard.press("w")
+            wait_card(page, i + 1)
+        page.wait_for_timeout(100)
+        in_page = page.evaluate("() => S.timings")
+        assert len(in_page) == 6 and max(in_page) < 100, f"decision to next card (ms): {in_page}"
+    finally:
+        server.stop()
+        server.join(5)
