@@ -54,9 +54,9 @@ def from_python(clf_or_issues, X, y, true_labels=None) -> ReviewData:
         feats = torch.cat(store).flatten(1).numpy() if store and sum(map(len, store)) == n else probs
         probs_q = None
         if clf.q_network_ is not None:  # LIMIT: rank by its q-network's gradient mismatch, as fit() did
-            from ..estimator import _tensor
+            from ..estimator_params import tensor
 
-            probs_q = clf._proba(clf.q_network_, _tensor(clf._validate(X, None, reset=False)[0], clf._scale.device))
+            probs_q = clf._proba(clf.q_network_, tensor(clf._validate(X, None, reset=False)[0], clf._scale.device))
         issues = label_issues(probs, given, probs_q)
         score, flagged = issues.score, issues.is_label_issue
     elif hasattr(clf_or_issues, "columns") and {"label_quality", "given_label", "predicted_label"} <= set(
