@@ -25,7 +25,7 @@ def add_review_parser(sub, command: str | None, formatter=argparse.HelpFormatter
     p.set_defaults(func=cmd_review)
     if command not in (None, "review"):
         return
-    p.add_argument("run", help="the run directory (the --out folder of limitlab train)")
+    p.add_argument("run", metavar="RUN", help="the run directory (the --out folder of limitlab train)")
     p.add_argument("--export", default=None, metavar="FILE",
                    help="write the corrections to FILE (no server) and print the summary")
     p.add_argument("--port", type=int, default=0, help="port to listen on (0: a free port)")

@@ -173,7 +173,9 @@ def export_run(run, out, data_dir=None) -> dict:
         else:
             table.to_parquet(buf, index=False)
         rundir.atomic_write_bytes(out, buf.getvalue())
-        summary.update(export=str(out), rows=len(table), dropped=len(frame) - len(table))
+        summary.update(export=str(out), rows=len(table), dropped=len(frame) - len(table),
+                       retrain=f"limitlab train --dataset table:{out} --label-column {config.label_column or 'label'} "
+                               f"--seed {config.seed} --method {config.method} --out RUN2")
     else:
         labels = run_label_vector(run, decisions, data_dir)
         write_vector(out, labels)
