@@ -181,7 +181,8 @@ def test_without_the_token_403_and_no_data(server):
         assert r.status_code == 403, path
         assert "index" not in r.text and "PNG" not in r.text
     assert c.get("/?token=wrong").status_code == 403
-    assert c.post("/api/decide", json={"ids": [0], "decision": "keep"}).status_code == 403
+    for path in ("/api/decide", "/api/undo", "/api/done"):
+        assert c.post(path, json={"ids": [0], "decision": "keep"}).status_code == 403, path
     assert server.review.decisions.standing == {}
 
 
