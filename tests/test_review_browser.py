@@ -46,6 +46,15 @@ def wait_card(page, i: int) -> None:
     page.wait_for_selector(f"body[data-card='{i}']", timeout=5000)
 
 
+def grid_loads(page) -> int:
+    return int(page.get_attribute("body", "data-grid-loads") or 0)
+
+
+def wait_grid(page, loads: int) -> None:
+    """Wait until the grid has been (re)drawn ``loads`` times in all."""
+    page.wait_for_selector(f"body[data-grid-loads='{loads}']", timeout=5000)
+
+
 def settle(page) -> None:
     """Wait until every decision the page sent has been answered."""
     page.evaluate("S.queue")
@@ -125,10 +134,9 @@ def test_grid_batch_and_bulk_accept(browser, run, tmp_path):
         page.goto(server.url)
         wait_card(page, server.review.start())
         page.keyboard.press("g")
-        page.wait_for_selector(".tile")
+        wait_grid(page, 1)
         page.select_option("#f-decision", "undecided")
-        page.locator("#grid-count", has_text="match").wait_for()
-        page.wait_for_timeout(200)
+        wait_grid(page, 2)
         tiles = page.locator(".tile")
         ids = [int(tiles.nth(k).get_attribute("data-id")) for k in range(3)]
         tiles.nth(0).click()
@@ -136,7 +144,7 @@ def test_grid_batch_and_bulk_accept(browser, run, tmp_path):
         assert page.inner_text("#selected-count") == "3 selected"
         before = len(decisions(run))
         page.click("[data-batch='exclude']")
-        page.locator("#selected-count", has_text="0 selected").wait_for()
+        wait_grid(page, 3)
         settle(page)
         new = decisions(run)[before:]
         assert sorted(r["index"] for r in new) == sorted(int(server.review.data.index[i]) for i in ids)
@@ -144,11 +152,11 @@ def test_grid_batch_and_bulk_accept(browser, run, tmp_path):
         # a confusion-matrix cell opens that filter; the bulk accept shows its count first
         cell = page.locator("#confusion td.cell.open").first
         cell.click()
-        page.wait_for_timeout(300)
+        wait_grid(page, 4)
         a, b = int(page.input_value("#f-given")), int(page.input_value("#f-suggested"))
         page.fill("#f-score", "0.5")
         page.dispatch_event("#f-score", "change")
-        page.wait_for_timeout(300)
+        wait_grid(page, 5)
         page.click("#bulk-accept")
         page.wait_for_selector("#bulk-confirm:not([hidden])")
         text = page.inner_text("#bulk-confirm")

@@ -8,7 +8,7 @@ const S = {
   classes: [], n: 0, kind: "image", page: 100, cur: 0, card: null,
   cards: new Map(), queue: Promise.resolve(), view: "card",
   timings: [], pressed: null,  // ms from a decision's key press to the next card on screen (tests read them)
-  grid: { offset: 0, rows: [], total: 0, selected: new Set(), anchor: null },
+  grid: { offset: 0, rows: [], total: 0, selected: new Set(), anchor: null, loads: 0 },
   search: { items: [], pos: 0 },
 };
 

@@ -15,7 +15,9 @@ async function loadGrid() {
   const last = Math.min(r.offset + r.rows.length, r.total);
   $("page-info").textContent = r.total ? `${r.offset + 1}–${last} of ${r.total}` : "none";
   renderTiles();
-  loadConfusion();
+  await loadConfusion();
+  S.grid.loads += 1;
+  document.body.dataset.gridLoads = String(S.grid.loads);  // tests wait on it
 }
 
 function renderTiles() {
