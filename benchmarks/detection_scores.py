@@ -44,9 +44,9 @@ from limitlab.train import accuracy, build_run_objective, make_optimizer, predic
 # dataset name → (limitlab --dataset, train_size, epochs)
 DATASETS = {
     "digits": ("digits", None, 60),                 # bundled 8×8 images (mlp)
-    "mnist2k": ("mnist", 2000, 30),                 # MNIST images, n = 2000 (cnn4)
     "breast_cancer": ("table:{tables}/breast_cancer.npz", None, 60),   # tabular benchmark's table (mlp)
     "digits_table": ("table:{tables}/digits_table.npz", None, 60),     # tabular benchmark's digits as features
+    "mnist1k": ("mnist", 1000, 25),                 # MNIST images, n = 1000 (cnn4)
 }
 NOISES = ("uniform:0.2", "uniform:0.4", "pairflip:0.3")
 METHODS = ("ce", "limit-l")
