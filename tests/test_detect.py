@@ -104,10 +104,10 @@ def read_csv(path):
 @pytest.mark.parametrize("method,score", [("limit-l", "limit_gradient_mismatch"), ("ce", "classifier_disagreement")])
 def test_detect_end_to_end(runs, tmp_path, method, score):
     out = tmp_path / "out"
-    summary = detect(runs / method, top=16, out=out, progress=False)
-    assert summary["score"] == score and summary["n"] == 200
+    summary = detect(runs / method, top=16, out=out, progress=False, split="train")
+    assert summary["score"] == score and summary["n"] == 200 and summary["splits_scored"] == ["train"]
     rows = read_csv(out / "label_errors.csv")
-    assert list(rows[0]) == ["rank", "index", "given_label", "predicted_label", "score", "is_label_issue",
+    assert list(rows[0]) == ["rank", "split", "index", "given_label", "predicted_label", "score", "is_label_issue",
                              "label_quality", "is_corrupted"]
     assert [int(r["rank"]) for r in rows] == list(range(1, 201))
     scores = [float(r["score"]) for r in rows]
@@ -125,6 +125,7 @@ def test_detect_end_to_end(runs, tmp_path, method, score):
                                                            saved["train_corrupted"].tolist())))
     for r in rows:
         assert (int(r["given_label"]), bool(int(r["is_corrupted"]))) == by_index[int(r["index"])]
+        assert r["split"] == "train"
 
     written = json.loads((out / "detection.json").read_text())
     assert written == json.loads(json.dumps(summary))
@@ -154,11 +155,16 @@ def test_detect_known_answer(runs, tmp_path, monkeypatch):
     def fake_predict(model, data, split, *, batch_size, runtime=None, proba=False):
         import torch
 
-        true = torch.nn.functional.one_hot(data.train_true, data.num_classes).float()
-        return 0.9 * true + 0.1 / data.num_classes  # confident in the TRUE label
+        true = {id(data.train): data.train_true, id(data.val): torch.as_tensor(data.record["val_true"]),
+                id(data.test): data.test.labels}[id(split)]
+        return 0.9 * torch.nn.functional.one_hot(true, data.num_classes).float() + 0.1 / data.num_classes
 
     monkeypatch.setattr(detect_mod, "predict", fake_predict)
     summary = detect(runs / "limit-l", top=10, out=tmp_path, progress=False)
+    assert summary["splits_scored"] == ["train", "validation", "test"]
+    for part in ("train", "validation"):
+        assert summary["splits"][part]["auroc"] == {"classifier_disagreement": 1.0, "limit_gradient_mismatch": 1.0}
+    assert summary["splits"]["test"]["num_corrupted"] == 0 and summary["splits"]["test"]["num_flagged"] == 0
     n_err = str(summary["num_corrupted"])
     assert summary["auroc"] == {"classifier_disagreement": 1.0, "limit_gradient_mismatch": 1.0}
     assert summary["precision_at_k"] == {"10": 1.0, n_err: 1.0}
@@ -210,3 +216,141 @@ def test_suspects_grid_marks_false_alarms_in_red(tmp_path):
 
     assert red_pixels(["black", "black"]) == 0
     assert red_pixels(["black", "red"]) > 0
+
+
+# --------------------------------------------------------------------------- every split
+@pytest.mark.parametrize("split", ["train", "validation", "test", "all"])
+def test_detect_split_rows_and_index(runs, tmp_path, split):
+    """Each --split scores exactly its rows: index = position in the official training set (train and
+    validation rows) or test set (test rows), given labels as the run saved or the test set has them."""
+    from limitlab.data import load_dataset
+
+    summary = detect(runs / "limit-l", top=8, out=tmp_path, progress=False, split=split)
+    rows = read_csv(tmp_path / "label_errors.csv")
+    saved = np.load(runs / "limit-l" / "noisy_labels.npz")
+    test_labels = load_dataset("digits").test_labels.numpy()
+    expected = {"train": dict(zip(saved["train_index"].tolist(), saved["train_noisy"].tolist())),
+                "validation": dict(zip(saved["val_index"].tolist(), saved["val_labels"].tolist())),
+                "test": dict(enumerate(test_labels.tolist()))}
+    wanted = ["train", "validation", "test"] if split == "all" else [split]
+    assert summary["splits_scored"] == wanted and len(rows) == summary["n"] == sum(map(len, map(expected.get, wanted)))
+    for part in wanted:
+        got = {int(r["index"]): int(r["given_label"]) for r in rows if r["split"] == part}
+        assert got == expected[part]
+        assert summary["splits"][part]["n"] == len(got) and summary["splits"][part]["in_sample"] == (part == "train")
+    assert {r["split"] for r in rows} == set(wanted)
+    assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
+    corrupted_val = dict(zip(saved["val_index"].tolist(), saved["val_corrupted"].tolist()))
+    for r in rows:
+        if r["split"] == "test":
+            assert r["is_corrupted"] == "0"  # synthetic noise never touches the test labels
+        if r["split"] == "validation":
+            assert bool(int(r["is_corrupted"])) == corrupted_val[int(r["index"])]
+
+
+def test_held_out_scores_come_from_the_checkpoint_alone(runs, tmp_path):
+    """Validation and test scores are the best checkpoint's predictions on rows it never trained on:
+    recomputed here from best.pt and the raw images, and detect leaves the checkpoint unchanged."""
+    import hashlib
+
+    import torch
+
+    from limitlab.data import load_dataset
+    from limitlab.models import build_model
+
+    run = runs / "limit-l"
+    before = hashlib.sha256((run / "checkpoints" / "best.pt").read_bytes()).hexdigest()
+    detect(run, score="classifier_disagreement", top=8, out=tmp_path, progress=False, split="test")
+    assert hashlib.sha256((run / "checkpoints" / "best.pt").read_bytes()).hexdigest() == before
+    ckpt = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    data = load_dataset("digits")
+    net = build_model("mlp", tuple(data.test_images.shape[1:]), 10)
+    net.load_state_dict(ckpt["classifier"])
+    net.eval()
+    mean, std = torch.tensor(data.mean).view(-1, 1, 1), torch.tensor(data.std).view(-1, 1, 1)
+    with torch.no_grad():
+        p = net((data.test_images.float() / 255 - mean) / std).softmax(1).numpy()
+    labels = data.test_labels.numpy()
+    rows = read_csv(tmp_path / "label_errors.csv")
+    got = np.array([float(r["score"]) for r in sorted(rows, key=lambda r: int(r["index"]))])
+    np.testing.assert_allclose(got, 1 - p[np.arange(len(labels)), labels], atol=1e-5)
+    # the split rows never enter training: the loop only iterates data.train, whose indices exclude them
+    saved = np.load(run / "noisy_labels.npz")
+    assert not set(saved["train_index"].tolist()) & set(saved["val_index"].tolist())
+
+
+def test_bad_split_is_one_sentence(runs, tmp_path, capsys):
+    from limitlab.cli import main
+
+    out = tmp_path / "out"
+    assert main(["detect", str(runs / "ce"), "--split", "training", "--out", str(out), "--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown split 'training'" in err and "Traceback" not in err
+    assert not (out / "label_errors.csv").exists()
+    with pytest.raises(LimitlabError, match="unknown split"):
+        detect(runs / "ce", split="", progress=False)
+
+
+def test_table_rows_of_every_split_point_at_the_file(tmp_path):
+    """file_row of train, validation and test rows is the row of the user's file: its label there is
+    the given label unless the synthetic noise corrupted it (test rows: never)."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    n = 120
+    labels = rng.choice(["a", "b", "c"], n)
+    frame = pd.DataFrame({"x1": rng.normal(size=n) + (labels == "a"), "x2": rng.normal(size=n), "label": labels})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    run = tmp_path / "run"
+    train(Config(dataset=f"table:{tmp_path / 't.csv'}", noise="uniform:0.3", epochs=2, batch_size=32, device="cpu"),
+          run, progress=False)
+    detect(run, progress=False)
+    rows = read_csv(run / "label_errors.csv")
+    assert sorted(int(r["file_row"]) for r in rows) == list(range(n))  # every row of the file, once
+    assert {r["split"] for r in rows} == {"train", "validation", "test"}
+    for r in rows:
+        same = labels[int(r["file_row"])] == r["given_class"]
+        assert same != bool(int(r["is_corrupted"]))
+        if r["split"] == "test":
+            assert same
+
+
+# --------------------------------------------------------------------------- score functions
+def test_margin_score_against_a_loop():
+    from limitlab.analysis.scores import margin, margin_score
+
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(4), size=30)
+    labels = rng.integers(0, 4, 30)
+    expected = [probs[i, labels[i]] - max(probs[i, k] for k in range(4) if k != labels[i]) for i in range(30)]
+    np.testing.assert_allclose(margin(probs, labels), expected)
+    np.testing.assert_allclose(margin_score(probs, labels), (1 - np.array(expected)) / 2)
+    # by hand: given 0.2, best other 0.7 -> margin -0.5, score 0.75; above 1/2 exactly when argmax != label
+    assert margin_score(np.array([[0.2, 0.7, 0.1]]), np.array([0]))[0] == pytest.approx(0.75)
+    s = margin_score(probs, labels)
+    assert ((s > 0.5) == (probs.argmax(1) != labels)).all()
+    with pytest.raises(ValueError):
+        margin_score(probs, labels + 4)
+
+
+def test_epoch_average_against_numpy(tmp_path):
+    import torch
+
+    from limitlab.analysis.scores import EpochAverage
+
+    rng = np.random.default_rng(2)
+    epochs = [rng.dirichlet(np.ones(3), size=5) for _ in range(4)]
+    avg = EpochAverage()
+    for p in epochs[:2]:
+        avg.on_epoch(p)
+    for p in epochs[2:]:
+        avg.on_epoch(torch.from_numpy(p))  # torch tensors too
+    np.testing.assert_allclose(avg.mean, np.mean(np.stack(epochs), 0))
+    avg.save(tmp_path / "avg.npz")
+    back = EpochAverage.load(tmp_path / "avg.npz")
+    assert back.epochs == 4
+    np.testing.assert_allclose(back.mean, avg.mean, atol=1e-6)
+    with pytest.raises(ValueError):
+        avg.on_epoch(np.ones((4, 3)))
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(LimitlabError, match="truncated or corrupt"):
+        EpochAverage.load(tmp_path / "bad.npz")
