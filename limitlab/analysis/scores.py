@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import rundir
 from ..errors import LimitlabError
 
 
@@ -51,10 +52,12 @@ class EpochAverage:
     """
 
     def __init__(self) -> None:
+        """An empty average (no epoch yet)."""
         self.total: np.ndarray | None = None
         self.epochs = 0
 
     def on_epoch(self, probs) -> None:
+        """Add one epoch's softmax outputs [N, K] (a numpy array or a torch tensor) on the same rows."""
         p = np.asarray(probs.detach().cpu() if hasattr(probs, "detach") else probs, dtype=np.float64)
         if self.total is not None and p.shape != self.total.shape:
             raise ValueError(f"epoch outputs of shape {p.shape} after {self.total.shape}")
@@ -63,20 +66,18 @@ class EpochAverage:
 
     @property
     def mean(self) -> np.ndarray:
+        """The average [N, K] of the epochs added so far."""
         if self.total is None:
             raise ValueError("no epoch has been added")
         return self.total / self.epochs
 
     def save(self, path: str | Path) -> None:
-        from ..rundir import atomic_write_bytes
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, mean=self.mean.astype(np.float32), epochs=np.int64(self.epochs))
-        atomic_write_bytes(Path(path), buf.getvalue())
+        """Write the average and the epoch count to ``path`` (.npz, atomically)."""
+        rundir.save_npz(Path(path), mean=self.mean.astype(np.float32), epochs=np.int64(self.epochs))
 
     @classmethod
     def load(cls, path: str | Path) -> "EpochAverage":
+        """Read what :meth:`save` wrote (without pickle); a damaged file is one LimitlabError sentence."""
         try:
             with np.load(path, allow_pickle=False) as f:
                 mean, epochs = np.asarray(f["mean"], dtype=np.float64), int(f["epochs"])
