@@ -8,7 +8,9 @@ epoch is the one of highest noisy-validation accuracy, as in ``limitlab train``.
 
 - ``f@best`` / ``q@best``: the best epoch's classifier / q-network softmax;
 - ``f@avg`` / ``q@avg``: their mean over all epochs trained (EpochAverage);
-- ``(f+q)@best`` / ``(f+q)@avg``: the mean of the two networks' softmax.
+- ``f@avg-to-best`` / ``q@avg-to-best``: their mean over epochs 1..best (what an average saved with
+  the best checkpoint holds);
+- ``(f+q)@...``: the mean of the two networks' softmax.
 
 Functionals of a source P: ``disagree`` = 1 − P_ỹ, ``margin`` = (1 − (P_ỹ − max_{k≠ỹ} P_k)) / 2,
 ``mismatch`` = ‖e_ỹ − P‖₂ (today's LIMIT score for P = q@best). Measured against the corruption mask
@@ -116,14 +118,16 @@ def run_cell(dataset: str, noise: str, method: str, seed: int, tables: Path, max
         if val_acc > best_acc:
             best_acc, best_epoch = val_acc, epoch
             best = {"f": pf, "q": pq, "val_f": proba(objective.classifier, data.val),
-                    "val_q": proba(q_net, data.val) if q_net is not None else None}
+                    "val_q": proba(q_net, data.val) if q_net is not None else None,
+                    "avg_f": avg_f.mean, "avg_q": avg_q.mean if q_net is not None else None}
     rec = data.record
     labels, corrupted = np.asarray(rec["train_noisy"]), np.asarray(rec["train_corrupted"], dtype=bool)
-    sources = {"f@best": best["f"], "f@avg": avg_f.mean}
+    sources = {"f@best": best["f"], "f@avg": avg_f.mean, "f@avg-to-best": best["avg_f"]}
     val_sources = {"f@best": best["val_f"]}
     if q_net is not None:
         sources.update({"q@best": best["q"], "q@avg": avg_q.mean, "(f+q)@best": (best["f"] + best["q"]) / 2,
-                        "(f+q)@avg": (avg_f.mean + avg_q.mean) / 2})
+                        "(f+q)@avg": (avg_f.mean + avg_q.mean) / 2, "q@avg-to-best": best["avg_q"],
+                        "(f+q)@avg-to-best": (best["avg_f"] + best["avg_q"]) / 2})
         val_sources.update({"q@best": best["val_q"], "(f+q)@best": (best["val_f"] + best["val_q"]) / 2})
     val_labels, val_corrupted = np.asarray(rec["val_labels"]), np.asarray(rec["val_corrupted"], dtype=bool)
     return {"dataset": dataset, "noise": noise, "method": method, "seed": seed, "n": len(labels),
