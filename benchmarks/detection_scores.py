@@ -48,7 +48,7 @@ DATASETS = {
     "digits": ("digits", None, 60),                 # bundled 8×8 images (mlp)
     "breast_cancer": ("table:{tables}/breast_cancer.npz", None, 60),   # tabular benchmark's table (mlp)
     "digits_table": ("table:{tables}/digits_table.npz", None, 60),     # tabular benchmark's digits as features
-    "mnist1k": ("mnist", 1000, 25),                 # MNIST images, n = 1000 (cnn4)
+    "mnist1k": ("mnist", 1000, 20),                 # MNIST images, n = 1000 (cnn4)
 }
 NOISES = ("uniform:0.2", "uniform:0.4", "pairflip:0.3")
 METHODS = ("ce", "limit-l")
