@@ -332,7 +332,7 @@ def test_margin_score_against_a_loop():
         margin_score(probs, labels + 4)
 
 
-def test_epoch_average_against_numpy(tmp_path):
+def test_epoch_average_against_numpy():
     import torch
 
     from limitlab.analysis.scores import EpochAverage
@@ -345,12 +345,40 @@ def test_epoch_average_against_numpy(tmp_path):
     for p in epochs[2:]:
         avg.on_epoch(torch.from_numpy(p))  # torch tensors too
     np.testing.assert_allclose(avg.mean, np.mean(np.stack(epochs), 0))
-    avg.save(tmp_path / "avg.npz")
-    back = EpochAverage.load(tmp_path / "avg.npz")
-    assert back.epochs == 4
-    np.testing.assert_allclose(back.mean, avg.mean, atol=1e-6)
     with pytest.raises(ValueError):
         avg.on_epoch(np.ones((4, 3)))
+
+
+def test_epoch_probs_records_the_averages(tmp_path):
+    """EpochProbs, called as the loop's per-epoch callback, keeps the mean of the networks' training-set
+    softmax over all epochs and up to the best one, continues on resume, and skips counted epochs."""
+    import torch
+
+    from limitlab.analysis.scores import EpochProbs, read_epoch_probs
+    from limitlab.data.run import prepare_data
+    from limitlab.train import build_run_objective, predict
+
+    config = tiny_config("limit-l")
+    data = prepare_data(config, torch.device("cpu"))
+    objective, _ = build_run_objective(config, data)
+    seen_f, seen_q = [], []
+    recorder = EpochProbs(tmp_path)
+    for epoch, val in zip((1, 2, 3), (0.5, 0.7, 0.6)):  # best epoch: 2
+        with torch.no_grad():  # a different network each epoch
+            for p in objective.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        seen_f.append(predict(objective.classifier, data, data.train, batch_size=64, proba=True).numpy())
+        seen_q.append(predict(objective.q_network, data, data.train, batch_size=64, proba=True).numpy())
+        if epoch == 2:
+            recorder = EpochProbs(tmp_path)  # a resumed run reads the file back
+            recorder.on_epoch(1, objective, data, {"val_accuracy": 0.9})  # already counted: skipped
+        recorder.on_epoch(epoch, objective, data, {"val_accuracy": val})
+    saved = read_epoch_probs(tmp_path / "epoch_probs.npz")
+    assert int(saved["epochs"]) == 3 and int(saved["last_epoch"]) == 3
+    np.testing.assert_allclose(saved["f"], np.mean(seen_f, 0), atol=1e-6)
+    np.testing.assert_allclose(saved["q"], np.mean(seen_q, 0), atol=1e-6)
+    np.testing.assert_allclose(saved["f_to_best"], np.mean(seen_f[:2], 0), atol=1e-6)
+    np.testing.assert_allclose(saved["q_to_best"], np.mean(seen_q[:2], 0), atol=1e-6)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(LimitlabError, match="truncated or corrupt"):
-        EpochAverage.load(tmp_path / "bad.npz")
+        read_epoch_probs(tmp_path / "bad.npz")
