@@ -323,8 +323,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command in (None, "detect"):
         p.add_argument("run", help="a run directory written by limitlab train")
         p.add_argument("--score", default="auto",
-                       help="auto (limit_gradient_mismatch for LIMIT runs, else classifier_disagreement), "
-                            "limit_gradient_mismatch or classifier_disagreement")
+                       help="auto (docs/detection.md), classifier_disagreement, classifier_margin, "
+                            "limit_gradient_mismatch (LIMIT runs), averaged_disagreement or averaged_margin "
+                            "(runs with epoch_probs.npz)")
         p.add_argument("--split", default="all",
                        help="which rows to score: train (in-sample), validation or test (the best checkpoint's "
                             "out-of-sample predictions), or all")

@@ -7,11 +7,14 @@ Library use::
     from limitlab.analysis.detect import detect
     summary = detect("runs/x")            # writes label_errors.csv, detection.json, suspects.png
 
-Scores (see :func:`limitlab.metrics.label_error_scores`): ``classifier_disagreement`` = 1 − s(f)_ỹ
-for any run; ``limit_gradient_mismatch`` = ‖ĝ − g‖₂ = ‖e_ỹ − s(q)‖₂ for runs with a q-network
-(LIMIT). Because LIMIT's classifier never sees the labels and its q-network is kept from fitting
-wrong ones, their training-set outputs are close to out-of-sample predictions: no cross-validation
-is needed.
+Scores (see :func:`limitlab.analysis.scores.label_issues`): ``classifier_disagreement`` = 1 − s(f)_ỹ
+and ``classifier_margin`` = (1 − (s(f)_ỹ − max_{k≠ỹ} s(f)_k)) / 2 for any run;
+``limit_gradient_mismatch`` = ‖ĝ − g‖₂ = ‖e_ỹ − s(q)‖₂ for runs with a q-network (LIMIT);
+``averaged_disagreement`` / ``averaged_margin`` the same of the classifier's softmax averaged over
+the run's epochs, for runs that kept it (``epoch_probs.npz``, :class:`~limitlab.analysis.scores.EpochProbs`).
+Training rows are scored in-sample; LIMIT's classifier never sees the labels and its q-network is
+kept from fitting wrong ones, so their training-set outputs are close to out-of-sample predictions.
+Validation and test rows are scored out-of-sample, from the best checkpoint.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from ..methods import METHODS
 from ..runtime import Runtime, resolve_device
 from ..train import build_run_objective, predict
 from . import plots
+from .scores import SCORES, LabelIssues, label_issues, read_epoch_probs  # noqa: F401  (label_issues: public here too)
 
-SCORES = ("classifier_disagreement", "limit_gradient_mismatch")
 LABEL_ERRORS, DETECTION, SUSPECTS = rundir.LABEL_ERRORS, rundir.DETECTION, rundir.SUSPECTS
 GRID_MAX = 64  # at most 8 × 8 images in suspects.png
 
@@ -58,6 +61,8 @@ class RunOutputs:
     corrupted: np.ndarray | None    # [N] bool corruption mask (test rows: False); None when unknown (noise "none")
     probs_f: np.ndarray             # [N, K] classifier softmax
     probs_q: np.ndarray | None      # [N, K] q-network softmax (LIMIT runs), else None
+    probs_avg: np.ndarray | None = None  # [N, K] training rows: s(f) averaged over epochs (epoch_probs.npz); others: s(f)
+    averaged_over: str | None = None     # which epochs probs_avg averages
     file_row: np.ndarray | None = None  # [N] the row in the user's file (table:FILE datasets)
     files: list | None = None       # [N] image files (streamed datasets)
 
@@ -186,6 +191,9 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
             return None
         return np.concatenate([p[key] for _, p in parts])
 
+    probs_f = proba(objective.classifier)
+    probs_avg, averaged_over = _averaged(run, data, q_network is not None, probs_f) if parts[0][0] == "train" \
+        else (None, None)
     files = None
     if all(p["split"].files is not None for _, p in parts):
         files = [f for _, p in parts for f in p["split"].files]
@@ -193,52 +201,27 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
                       split=np.concatenate([np.full(len(p["split"]), name, dtype=object) for name, p in parts]),
                       position=np.concatenate([np.arange(len(p["split"])) for _, p in parts]),
                       index=joined("index"), labels=joined("labels"), corrupted=joined("corrupted"),
-                      probs_f=proba(objective.classifier), probs_q=None if q_network is None else proba(q_network),
-                      file_row=joined("file_row"), files=files)
+                      probs_f=probs_f, probs_q=None if q_network is None else proba(q_network),
+                      probs_avg=probs_avg, averaged_over=averaged_over, file_row=joined("file_row"), files=files)
 
 
-@dataclass
-class LabelIssues:
-    """Per-example label-issue results in cleanlab's convention (see :func:`label_issues`)."""
-
-    score_name: str                 # which score of metrics.label_error_scores ranks the examples
-    score: np.ndarray               # [N] higher = more suspect
-    label_quality: np.ndarray       # [N] in [0, 1], low = suspicious (metrics.label_quality)
-    predicted: np.ndarray           # [N] the classifier's predicted class
-    is_label_issue: np.ndarray      # [N] bool: the prediction differs from the given label
-    scores: dict                    # every available score, by name
-
-
-def label_issues(probs_f: np.ndarray, labels: np.ndarray, probs_q: np.ndarray | None = None,
-                 score: str = "auto") -> LabelIssues:
-    """Score and flag each example's given label, from a classifier's (and LIMIT's q-network's) outputs.
-
-    Parameters
-    ----------
-    probs_f : np.ndarray, shape (N, K)
-        The classifier's softmax s(f).
-    labels : np.ndarray, shape (N,)
-        The given labels ỹ, integers in [0, K).
-    probs_q : np.ndarray, shape (N, K), optional
-        LIMIT's q-network softmax s(q).
-    score : str
-        "auto" (limit_gradient_mismatch when ``probs_q`` is given, else classifier_disagreement) or
-        one of :data:`SCORES`.
-
-    Returns
-    -------
-    LabelIssues
-        Flagged: the classifier's prediction differs from the given label (LIMIT's classifier never
-        sees the labels, so no cross-validation is needed for this to be out-of-sample-like).
-    """
-    scores = metrics.label_error_scores(probs_f, labels, probs_q)
-    name = score if score != "auto" else ("limit_gradient_mismatch" if probs_q is not None
-                                          else "classifier_disagreement")
-    if name not in scores:
-        raise LimitlabError(f"the score {name} is not available here; choose one of {', '.join(scores)}")
-    predicted = np.asarray(probs_f).argmax(1)
-    return LabelIssues(score_name=name, score=scores[name], label_quality=metrics.label_quality(scores[name], name),
-                       predicted=predicted, is_label_issue=predicted != np.asarray(labels), scores=scores)
+def _averaged(run: Path, data: RunData, has_q: bool, probs_f: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """``probs_f`` with its training rows (the first ones) replaced by the classifier's softmax averaged
+    over the epochs, when the run kept them (epoch_probs.npz): over all epochs for LIMIT runs, whose
+    classifier never fits the labels, and up to the best epoch for the others, which memorize after it
+    (benchmarks/detection_scores.py)."""
+    path = run / rundir.EPOCH_PROBS
+    if not path.exists():
+        return None, None
+    saved = read_epoch_probs(path)
+    key = "f" if has_q else "f_to_best"
+    n = len(data.train)
+    if key not in saved or saved[key].shape != (n, probs_f.shape[1]):
+        raise LimitlabError(f"{path} does not match the run's {n} training rows; delete it to score from the "
+                            "best checkpoint alone")
+    out = probs_f.copy()
+    out[:n] = saved[key]
+    return out, ("all epochs" if has_q else "the epochs up to the best one") + f" (file: {rundir.EPOCH_PROBS})"
 
 
 def _measures(scores: dict, s: np.ndarray, flagged: np.ndarray, corrupted: np.ndarray, top: int) -> dict:
@@ -312,9 +295,9 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
     Args:
         run_dir: a `limitlab train` run directory (needs config.json, noisy_labels.npz and
             checkpoints/best.pt; the data is rebuilt from the dataset files, so they must be unchanged).
-        score: "auto" (limit_gradient_mismatch for runs with a q-network, i.e. LIMIT, else
-            classifier_disagreement), "classifier_disagreement" (1 − s(f)_ỹ) or
-            "limit_gradient_mismatch" (‖e_ỹ − s(q)‖₂; LIMIT runs only).
+        score: "auto" (see :func:`limitlab.analysis.scores.auto_score`) or one of
+            :data:`limitlab.analysis.scores.SCORES` (the gradient mismatch needs a LIMIT run, the
+            averaged scores a run with epoch_probs.npz).
         top: k of precision@k / recall@k, and how many top suspects suspects.png shows (at most 64).
         out: folder for the files (default: the run directory).
         batch_size: evaluation batch size.
@@ -348,7 +331,7 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
         The contents of detection.json.
     """
     if score not in ("auto", *SCORES):
-        raise LimitlabError(f"unknown score {score!r}; choose auto, {' or '.join(SCORES)}")
+        raise LimitlabError(f"unknown score {score!r}; choose auto, {', '.join(SCORES)}")
     if split not in ("all", *SPLITS):
         raise LimitlabError(f"unknown split {split!r}; choose train, validation, test or all")
     if top < 1:
@@ -358,13 +341,14 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
     rundir.check_output_dir(out, "--out")
     r = run_outputs(run, batch_size, device, require_q=score == "limit_gradient_mismatch", progress=progress,
                     data_dir=data_dir, splits=SPLITS if split == "all" else (split,))
-    issues = label_issues(r.probs_f, r.labels, r.probs_q, score)
+    issues = label_issues(r.probs_f, r.labels, r.probs_q, score, probs_avg=r.probs_avg)
     name, s, scores, flagged = issues.score_name, issues.score, issues.scores, issues.is_label_issue
     order = np.argsort(-s, kind="stable")
     scored = [part for part in SPLITS if part in set(r.split)]
 
     summary = {"run": str(run), "method": r.config.method, "dataset": r.config.dataset, "noise": r.config.noise,
-               "score": name, "scores_available": list(scores), "splits_scored": scored, "n": len(s), "top": top,
+               "score": name, "scores_available": list(scores), "averaged_over": r.averaged_over,
+               "splits_scored": scored, "n": len(s), "top": top,
                "num_flagged": int(flagged.sum()), "flagged_rule": "predicted label != given label"}
     if r.corrupted is not None:
         summary.update(_measures(scores, s, flagged, r.corrupted, top))

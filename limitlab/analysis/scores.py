@@ -14,12 +14,17 @@ accumulator of a classifier's probabilities over a run's epochs (docs/detection.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import rundir
+from .. import metrics, rundir
 from ..errors import LimitlabError
+
+# Every score detect can rank by; each is in [0, 1] except the gradient mismatch (in [0, √2]).
+SCORES = ("classifier_disagreement", "classifier_margin", "limit_gradient_mismatch",
+          "averaged_disagreement", "averaged_margin")
 
 EPOCH_PROBS = rundir.EPOCH_PROBS
 
@@ -138,3 +143,62 @@ def read_epoch_probs(path: str | Path) -> dict:
     if not ok:
         raise LimitlabError(f"{path} does not hold per-epoch averaged probabilities; delete it or retrain the run")
     return {k: (v.astype(np.float64) if v.ndim == 2 else v) for k, v in saved.items()}
+
+
+@dataclass
+class LabelIssues:
+    """Per-example label-issue results in cleanlab's convention (see :func:`label_issues`)."""
+
+    score_name: str                 # which score ranks the examples
+    score: np.ndarray               # [N] higher = more suspect
+    label_quality: np.ndarray       # [N] in [0, 1], low = suspicious (metrics.label_quality)
+    predicted: np.ndarray           # [N] the predicted class of the probabilities the score reads
+    is_label_issue: np.ndarray      # [N] bool: the prediction differs from the given label
+    scores: dict                    # every available score, by name
+
+
+def label_issues(probs_f: np.ndarray, labels: np.ndarray, probs_q: np.ndarray | None = None,
+                 score: str = "auto", probs_avg: np.ndarray | None = None) -> LabelIssues:
+    """Score and flag each example's given label, from a classifier's (and LIMIT's q-network's) outputs.
+
+    Parameters
+    ----------
+    probs_f : np.ndarray, shape (N, K)
+        The classifier's softmax s(f).
+    labels : np.ndarray, shape (N,)
+        The given labels ỹ, integers in [0, K).
+    probs_q : np.ndarray, shape (N, K), optional
+        LIMIT's q-network softmax s(q).
+    score : str
+        "auto" (see :func:`auto_score`) or one of :data:`SCORES`.
+    probs_avg : np.ndarray, shape (N, K), optional
+        The classifier's softmax averaged over the run's epochs (:class:`EpochProbs`).
+
+    Returns
+    -------
+    LabelIssues
+        Scores: ``classifier_disagreement`` 1 − s(f)_ỹ, ``classifier_margin`` (1 − margin of s(f))/2,
+        ``limit_gradient_mismatch`` ‖e_ỹ − s(q)‖₂ (with ``probs_q``), ``averaged_disagreement`` and
+        ``averaged_margin`` (the same of ``probs_avg``, when given). Flagged: the argmax of the
+        probabilities the chosen score reads (the average for averaged_*, else s(f)) differs from
+        the given label.
+    """
+    scores = metrics.label_error_scores(probs_f, labels, probs_q)
+    scores["classifier_margin"] = margin_score(probs_f, labels)
+    if probs_avg is not None:
+        scores["averaged_disagreement"] = 1.0 - np.asarray(probs_avg, dtype=np.float64)[np.arange(len(labels)), labels]
+        scores["averaged_margin"] = margin_score(probs_avg, labels)
+    name = score if score != "auto" else auto_score(probs_q is not None, probs_avg is not None)
+    if name not in scores:
+        raise LimitlabError(f"the score {name} is not available here; choose one of {', '.join(scores)}")
+    predicted = np.asarray(probs_avg if name.startswith("averaged_") else probs_f).argmax(1)
+    quality = np.clip(1.0 - scores[name] / metrics.SCORE_MAX.get(name, 1.0), 0.0, 1.0)
+    return LabelIssues(score_name=name, score=scores[name], label_quality=quality,
+                       predicted=predicted, is_label_issue=predicted != np.asarray(labels), scores=scores)
+
+
+def auto_score(has_q: bool, has_average: bool) -> str:
+    """The score ``auto`` ranks by (chosen on synthetic noise in benchmarks/detection_scores.py)."""
+    if has_average:
+        return "averaged_margin" if not has_q else "averaged_disagreement"
+    return "limit_gradient_mismatch" if has_q else "classifier_margin"
