@@ -101,7 +101,7 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("method,score", [("limit-l", "limit_gradient_mismatch"), ("ce", "classifier_disagreement")])
+@pytest.mark.parametrize("method,score", [("limit-l", "limit_gradient_mismatch"), ("ce", "classifier_margin")])
 def test_detect_end_to_end(runs, tmp_path, method, score):
     out = tmp_path / "out"
     summary = detect(runs / method, top=16, out=out, progress=False, split="train")
@@ -113,7 +113,8 @@ def test_detect_end_to_end(runs, tmp_path, method, score):
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     # cleanlab's columns: an issue is a prediction that differs from the given label; quality is the
-    # score on a fixed [0, 1] scale, low = suspicious (1 - score / sqrt(2) for LIMIT, s(f)_y for CE)
+    # score on a fixed [0, 1] scale, low = suspicious (1 - score / sqrt(2) for LIMIT, the normalized
+    # margin (1 + margin) / 2 for CE)
     top = 2 ** 0.5 if score == "limit_gradient_mismatch" else 1.0
     for r in rows:
         assert r["is_label_issue"] == str(r["given_label"] != r["predicted_label"])
@@ -133,8 +134,8 @@ def test_detect_end_to_end(runs, tmp_path, method, score):
                *written["flagged"].values()]
     assert set(written["precision_at_k"]) == {"16", str(written["num_corrupted"])}
     assert numbers and all(0.0 <= x <= 1.0 for x in numbers)
-    expected_scores = {"classifier_disagreement", "limit_gradient_mismatch"} if method == "limit-l" \
-        else {"classifier_disagreement"}
+    expected_scores = {"classifier_disagreement", "classifier_margin", "limit_gradient_mismatch"} \
+        if method == "limit-l" else {"classifier_disagreement", "classifier_margin"}
     assert set(written["auroc"]) == expected_scores
 
     png = (out / "suspects.png").read_bytes()
@@ -163,10 +164,10 @@ def test_detect_known_answer(runs, tmp_path, monkeypatch):
     summary = detect(runs / "limit-l", top=10, out=tmp_path, progress=False)
     assert summary["splits_scored"] == ["train", "validation", "test"]
     for part in ("train", "validation"):
-        assert summary["splits"][part]["auroc"] == {"classifier_disagreement": 1.0, "limit_gradient_mismatch": 1.0}
+        assert set(summary["splits"][part]["auroc"].values()) == {1.0}
     assert summary["splits"]["test"]["num_corrupted"] == 0 and summary["splits"]["test"]["num_flagged"] == 0
     n_err = str(summary["num_corrupted"])
-    assert summary["auroc"] == {"classifier_disagreement": 1.0, "limit_gradient_mismatch": 1.0}
+    assert summary["auroc"] == {"classifier_disagreement": 1.0, "classifier_margin": 1.0, "limit_gradient_mismatch": 1.0}
     assert summary["precision_at_k"] == {"10": 1.0, n_err: 1.0}
     assert summary["recall_at_k"][n_err] == 1.0
     assert summary["flagged"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
@@ -382,3 +383,35 @@ def test_epoch_probs_records_the_averages(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(LimitlabError, match="truncated or corrupt"):
         read_epoch_probs(tmp_path / "bad.npz")
+
+
+def test_averaged_scores_from_epoch_probs(runs, tmp_path):
+    """With epoch_probs.npz, the training rows are scored from the averaged probabilities (here: made
+    to be right about every label) and the held-out rows from the checkpoint; auto picks the averaged
+    score (disagreement for LIMIT, margin otherwise); a file of the wrong shape is one sentence."""
+    import shutil
+
+    from limitlab import rundir
+
+    for method, expected in (("limit-l", "averaged_disagreement"), ("ce", "averaged_margin")):
+        run = tmp_path / method
+        shutil.copytree(runs / method, run)
+        saved = np.load(run / "noisy_labels.npz")
+        true = np.eye(10)[saved["train_true"]] * 0.9 + 0.01
+        rundir.save_npz(run / "epoch_probs.npz", f=true, f_to_best=true, epochs=np.int64(2),
+                        last_epoch=np.int64(2), best_val_accuracy=np.float64(0.5))
+        summary = detect(run, top=8, out=tmp_path / f"out-{method}", progress=False)
+        assert summary["score"] == expected and summary["averaged_over"].startswith(
+            "all epochs" if method == "limit-l" else "the epochs up to the best")
+        assert summary["splits"]["train"]["auroc"][expected] == 1.0
+        assert summary["splits"]["train"]["flagged"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+        plain = detect(run, top=8, out=tmp_path / "plain", progress=False, split="test",
+                       score="classifier_margin" if method == "ce" else "classifier_disagreement")
+        rows = {r["index"]: r["score"] for r in read_csv(tmp_path / f"out-{method}" / "label_errors.csv")
+                if r["split"] == "test"}
+        assert rows == {r["index"]: r["score"] for r in read_csv(tmp_path / "plain" / "label_errors.csv")}
+        assert plain["averaged_over"] is None
+        rundir.save_npz(run / "epoch_probs.npz", f=true[:5], f_to_best=true[:5], epochs=np.int64(2),
+                        last_epoch=np.int64(2), best_val_accuracy=np.float64(0.5))
+        with pytest.raises(LimitlabError, match="does not match the run's 200 training rows"):
+            detect(run, progress=False)
