@@ -187,6 +187,29 @@ def choice(cells: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+KEY = {"ce": ("disagree(f@best)", "margin(f@best)", "margin(f@avg-to-best)", "margin(f@avg)"),
+       "limit-l": ("mismatch(q@best)", "disagree((f+q)@best)", "disagree(f@avg-to-best)", "disagree(f@avg)")}
+
+
+def per_setting(cells: list[dict]) -> str:
+    """AUROC / P@k / F1 of the key scores per dataset × noise × method, means over the seeds."""
+    lines = ["#### Per setting (training rows, means over seeds): AUROC / P@k / F1", "",
+             "| dataset | noise | method | seeds | " + " | ".join(f"score {i + 1}" for i in range(4)) + " |",
+             "|---|---|---|---|---|---|---|---|"]
+    for method in METHODS:
+        lines.append(f"| | | {method} | | " + " | ".join(f"**{k}**" for k in KEY[method]) + " |")
+        for dataset in DATASETS:
+            for noise in NOISES:
+                sub = [c for c in cells if (c["dataset"], c["noise"], c["method"]) == (dataset, noise, method)]
+                if not sub:
+                    continue
+                table = mean_table(sub, "train")
+                lines.append(f"| {dataset} | {noise} | {method} | {len(sub)} | " + " | ".join(
+                    f"{table[k]['auroc']:.3f} / {table[k]['p_at_k']:.3f} / {table[k]['f1']:.3f}" for k in KEY[method])
+                    + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/out/detection_scores")
@@ -194,7 +217,8 @@ def main() -> None:
     ap.add_argument("--noises", nargs="+", default=list(NOISES))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    ap.add_argument("--max-epochs", type=int, default=None, help="cap every dataset's epochs (smoke tests)")
+    ap.add_argument("--max-epochs", type=int, default=None, help="cap every dataset's epochs")
+    ap.add_argument("--aggregate-only", action="store_true", help="tables from the finished cells only; train nothing")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     out = Path(args.out)
@@ -209,12 +233,14 @@ def main() -> None:
                     if path.exists():
                         cells.append(json.loads(path.read_text()))
                         continue
+                    if args.aggregate_only:
+                        continue
                     cell = run_cell(dataset, noise, method, seed, (out / "tables").resolve(), args.max_epochs)
                     path.write_text(json.dumps(cell, indent=1))
                     cells.append(cell)
                     print(f"{path.name}: {cell['seconds']:.0f} s, best epoch {cell['best_epoch']}", file=sys.stderr,
                           flush=True)
-    text = choice(cells) + "\n"
+    text = choice(cells) + "\n" + per_setting(cells) + "\n"
     text += markdown([c for c in cells if c["seed"] == 0], "Choice: seed 0, training rows (means over cells)")
     text += "\n" + markdown([c for c in cells if c["seed"] != 0], "Confirmation: seeds ≥ 1, training rows")
     text += "\n" + markdown(cells, "Held-out validation rows, best checkpoint (all seeds)", part="validation")
