@@ -311,7 +311,8 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
     Writes (atomically) into ``out``:
         label_errors.csv: rank, split (train / validation / test), index (the position in the
             dataset's official training set for train and validation rows, in its test set for
-            test rows), given_label, predicted_label (the classifier's), score, is_label_issue
+            test rows), given_label, predicted_label (the classifier's; averaged over the epochs for
+            the averaged scores), score, is_label_issue
             (True when the prediction differs from the given label) and label_quality (in [0, 1],
             low = suspicious: cleanlab's columns, see :func:`limitlab.metrics.label_quality`), and
             is_corrupted (when known; test labels are never corrupted by synthetic noise); file
