@@ -44,6 +44,7 @@ GRID_MAX = 64  # at most 8 × 8 images in suspects.png
 
 
 SPLITS = ("train", "validation", "test")
+SHORT = {"train": "train", "validation": "val", "test": "test"}  # in suspects.png's titles
 
 
 @dataclass
@@ -272,7 +273,7 @@ def _suspects_png(r: RunOutputs, issues: LabelIssues, order: np.ndarray, top: in
                            f"the 'file' column of {LABEL_ERRORS} names each suspect's image")
         return None
     mixed = len(set(r.split[shown])) > 1 or r.split[shown[0]] != "train"
-    titles = [f"{r.labels[i]} → {issues.predicted[i]}" + (f" {r.split[i][:3]}" if mixed else "") for i in shown]
+    titles = [f"{r.labels[i]} → {issues.predicted[i]}" + (f" {SHORT[r.split[i]]}" if mixed else "") for i in shown]
     heading = f"top {len(shown)} suspects by {issues.score_name}, ranked; titles: given → predicted label"
     if mixed:
         heading += " and split"
