@@ -388,19 +388,21 @@ def test_epoch_probs_records_the_averages(tmp_path):
 def test_averaged_scores_from_epoch_probs(runs, tmp_path):
     """With epoch_probs.npz, the training rows are scored from the averaged probabilities (here: made
     to be right about every label) and the held-out rows from the checkpoint; auto picks the averaged
-    score (disagreement for LIMIT, margin otherwise); a file of the wrong shape is one sentence."""
+    margin for CE and keeps the gradient mismatch for LIMIT; a file of the wrong shape is one sentence."""
     import shutil
 
     from limitlab import rundir
 
     for method, expected in (("limit-l", "averaged_disagreement"), ("ce", "averaged_margin")):
+        auto = "limit_gradient_mismatch" if method == "limit-l" else expected
         run = tmp_path / method
         shutil.copytree(runs / method, run)
         saved = np.load(run / "noisy_labels.npz")
         true = np.eye(10)[saved["train_true"]] * 0.9 + 0.01
         rundir.save_npz(run / "epoch_probs.npz", f=true, f_to_best=true, epochs=np.int64(2),
                         last_epoch=np.int64(2), best_val_accuracy=np.float64(0.5))
-        summary = detect(run, top=8, out=tmp_path / f"out-{method}", progress=False)
+        assert detect(run, top=8, out=tmp_path / "auto", progress=False, split="train")["score"] == auto
+        summary = detect(run, score=expected, top=8, out=tmp_path / f"out-{method}", progress=False)
         assert summary["score"] == expected and summary["averaged_over"].startswith(
             "all epochs" if method == "limit-l" else "the epochs up to the best")
         assert summary["splits"]["train"]["auroc"][expected] == 1.0

@@ -198,7 +198,10 @@ def label_issues(probs_f: np.ndarray, labels: np.ndarray, probs_q: np.ndarray | 
 
 
 def auto_score(has_q: bool, has_average: bool) -> str:
-    """The score ``auto`` ranks by (chosen on synthetic noise in benchmarks/detection_scores.py)."""
-    if has_average:
-        return "averaged_margin" if not has_q else "averaged_disagreement"
-    return "limit_gradient_mismatch" if has_q else "classifier_margin"
+    """The score ``auto`` ranks by (chosen on synthetic noise in benchmarks/detection_scores.py): the
+    gradient mismatch for runs with a q-network (the epoch average was not better convincingly), else
+    the margin of the classifier's probabilities averaged up to the best epoch when the run kept
+    them, else of the best checkpoint's."""
+    if has_q:
+        return "limit_gradient_mismatch"
+    return "averaged_margin" if has_average else "classifier_margin"
