@@ -121,7 +121,7 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
         transition=transition,
     )
     if data.mean is None:  # feature tables: standardised with statistics of the training split only
-        scale, shift = _standardisation(data.train_images[train_idx], device)
+        scale, shift = standardisation(data.train_images[train_idx], device)
         record.update(train_file_row=np.asarray(data.train_rows)[train_idx],
                       val_file_row=np.asarray(data.train_rows)[val_idx],
                       feature_names=np.asarray(data.feature_names, dtype=str),
@@ -154,13 +154,19 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
                    input_shape=tuple(images.shape[1:]), augmentation=data.augmentation, **common)
 
 
-def _standardisation(x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def standardisation(x: torch.Tensor, device: torch.device, per_channel: bool = False,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) that standardise each feature of ``x`` [N, ...] (x * scale - shift has mean 0
-    and std 1 over these rows; constant features are only centred)."""
+    and std 1 over these rows; constant features are only centred). ``per_channel``: one pair per
+    channel of images [N, C, H, W] (the estimator's image arrays), shaped [C, 1, 1]."""
     x = x.double()
-    mean, std = x.mean(0), x.std(0, unbiased=False)
+    dims = (0, *range(2, x.ndim)) if per_channel else 0
+    mean, std = x.mean(dims), x.std(dims, unbiased=False)
     std = torch.where(std > 0, std, torch.ones_like(std))
-    return (1.0 / std).float().to(device), (mean / std).float().to(device)
+    scale, shift = 1.0 / std, mean / std
+    if per_channel:
+        scale, shift = scale.view(-1, *(1,) * (x.ndim - 2)), shift.view(-1, *(1,) * (x.ndim - 2))
+    return scale.float().to(device), shift.float().to(device)
 
 
 def _subset(n: int, config: Config) -> tuple[np.ndarray, np.ndarray]:
