@@ -417,3 +417,17 @@ def test_averaged_scores_from_epoch_probs(runs, tmp_path):
                         last_epoch=np.int64(2), best_val_accuracy=np.float64(0.5))
         with pytest.raises(LimitlabError, match="does not match the run's 200 training rows"):
             detect(run, progress=False)
+
+
+def test_epoch_probs_through_the_training_loop(tmp_path):
+    """The one-line hook: train(..., callbacks=[EpochCallback(EpochProbs(out).on_epoch)]) writes
+    epoch_probs.npz, and detect ranks a CE run by the averaged margin from it."""
+    from limitlab.analysis.scores import EpochProbs, read_epoch_probs
+    from limitlab.loop import EpochCallback
+
+    out = tmp_path / "ce"
+    train(tiny_config("ce"), out, progress=False, callbacks=[EpochCallback(EpochProbs(out).on_epoch)])
+    saved = read_epoch_probs(out / "epoch_probs.npz")
+    assert int(saved["epochs"]) == 2 and saved["f"].shape == (200, 10) and "q" not in saved
+    summary = detect(out, top=8, progress=False)
+    assert summary["score"] == "averaged_margin" and summary["averaged_over"].startswith("the epochs up to the best")

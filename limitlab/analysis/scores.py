@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics, rundir
+from ..epoch import predict
 from ..errors import LimitlabError
 
 # Every score detect can rank by; each is in [0, 1] except the gradient mismatch (in [0, √2]).
@@ -109,8 +110,6 @@ class EpochProbs:
 
     def on_epoch(self, epoch: int, objective, data, row: dict) -> None:
         """After epoch ``epoch``: add the networks' training-set softmax and rewrite the file."""
-        from ..train import predict
-
         if epoch <= self.last_epoch:
             return
         self.f.on_epoch(predict(objective.classifier, data, data.train, batch_size=self.batch_size, proba=True))
