@@ -120,9 +120,10 @@ def evaluate_flagged(name, flagged, scores, corrupted, seconds) -> dict:
 def benchmark(args, p: float, cleanlab) -> list[dict]:
     run, train_seconds = train_limit(args, p)
     t0 = time.perf_counter()
-    summary = detect(run, top=args.top, batch_size=args.batch_size, progress=False, device=args.device)
+    summary = detect(run, top=args.top, batch_size=args.batch_size, progress=False, device=args.device,
+                     split="train")
     limit_seconds = train_seconds + time.perf_counter() - t0
-    out = run_outputs(run, args.batch_size, args.device)
+    out = run_outputs(run, args.batch_size, args.device)  # training rows
     corrupted = out.corrupted
     rows = [{"route": f"{args.method} β={args.beta}: ‖e_ỹ − s(q)‖, flag argmax f ≠ ỹ",
              "flagged": summary["num_flagged"], **summary["flagged"], "auroc": summary["auroc"][summary["score"]],

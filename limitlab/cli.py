@@ -80,7 +80,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .rundir import finite
 
     result = detect(args.run, score=args.score, top=args.top, out=args.out, batch_size=args.batch_size,
-                    progress=not args.quiet, device=args.device, data_dir=args.data_dir)
+                    progress=not args.quiet, device=args.device, data_dir=args.data_dir, split=args.split)
     print(json.dumps(finite(result), indent=2, allow_nan=False))  # strict JSON: NaN as null
     return 0
 
@@ -213,11 +213,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="seed")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("detect", help="score every training label of a run for how likely it is wrong",
-                       description="Scores each training example of RUN's best checkpoint for how likely its label "
+    p = sub.add_parser("detect", help="score every label of a run (train, validation, test) for how likely it is wrong",
+                       description="Scores each example of RUN (training rows in-sample, validation and test rows "
+                                   "out-of-sample) with its best checkpoint for how likely its label "
                                    "is wrong: limit_gradient_mismatch = ‖ĝ − g‖ = ‖e_y − s(q)‖ for LIMIT runs, "
                                    "classifier_disagreement = 1 − s(f)_y for any run. Writes label_errors.csv "
-                                   "(ranked: index into the official training set, given label, predicted label, "
+                                   "(ranked: split, index into the official training or test set, given label, predicted label, "
                                    "score), suspects.png (the top suspects with given → predicted labels) and "
                                    "detection.json (AUROC, precision@k, recall@k, and precision/recall/F1 of the "
                                    "examples whose prediction differs from their label, when the corruption is "
@@ -227,8 +228,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command in (None, "detect"):
         p.add_argument("run", help="a run directory written by limitlab train")
         p.add_argument("--score", default="auto",
-                       help="auto (limit_gradient_mismatch for LIMIT runs, else classifier_disagreement), "
-                            "limit_gradient_mismatch or classifier_disagreement")
+                       help="auto (docs/detection.md), classifier_disagreement, classifier_margin, "
+                            "limit_gradient_mismatch (LIMIT runs), averaged_disagreement or averaged_margin "
+                            "(runs with epoch_probs.npz)")
+        p.add_argument("--split", default="all",
+                       help="which rows to score: train (in-sample), validation or test (the best checkpoint's "
+                            "out-of-sample predictions), or all")
         p.add_argument("--top", type=int, default=64, help="suspects in the image grid, and the k of precision@k")
         p.add_argument("--out", default=None, help="where to write the files (default: the run directory)")
         p.add_argument("--batch-size", type=int, default=256, help="batch size of the scoring pass")

@@ -330,8 +330,8 @@ def find_label_issues(X, y, *, return_indices_ranked_by: str | None = None, **es
     pandas.DataFrame or np.ndarray
         The table has one row per example, in input order, with cleanlab's columns:
         ``is_label_issue`` (bool: the classifier predicts another class than the given label),
-        ``label_quality`` (in [0, 1], low = suspicious: 1 − ‖e_ỹ − s(q)‖₂/√2 for LIMIT, s(f)_ỹ for
-        methods without a q-network), ``given_label``, ``predicted_label``. Sort by
+        ``label_quality`` (in [0, 1], low = suspicious: 1 − ‖e_ỹ − s(q)‖₂/√2 for LIMIT, cleanlab's
+        normalized margin of s(f) for methods without a q-network), ``given_label``, ``predicted_label``. Sort by
         ``label_quality`` to rank all examples.
     """
     if return_indices_ranked_by not in (None, "label_quality"):

@@ -27,10 +27,11 @@ LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
 # A method's extra arrays (its ``prepare`` hook's ``extras``), saved as NAME.csv: fw's estimated T.
 EXTRAS = ("fw_transition",)
 LABEL_ERRORS, DETECTION, SUSPECTS = "label_errors.csv", "detection.json", "suspects.png"  # `limitlab detect`
+EPOCH_PROBS = "epoch_probs.npz"  # training-set softmax averaged over the epochs (limitlab.epoch_probs.EpochProbs)
 # Every file limitlab writes into a run directory (paths relative to it): --overwrite deletes a
 # folder only when it holds nothing else.
 RUN_FILES = (CONFIG, METRICS, NOISY_LABELS, SUMMARY, LOCK, LAST, BEST, *(f"{name}.csv" for name in EXTRAS),
-             LABEL_ERRORS, DETECTION, SUSPECTS)
+             LABEL_ERRORS, DETECTION, SUSPECTS, EPOCH_PROBS)
 
 
 def extra_file(run: Path, name: str) -> Path:

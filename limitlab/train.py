@@ -23,6 +23,7 @@ from . import rundir
 from .config import Config
 from .data.run import RunData, prepare_data
 from .epoch import accuracy, evaluate, predict, train_one_epoch
+from .epoch_probs import EpochProbs
 from .errors import LimitlabError, first_line
 from .factories import check_output_shape, is_factory_spec
 from .loop import MAX_PARAMETER, Callback, EpochCallback, Loop, ProgressBar, divergence, run_epochs
@@ -249,7 +250,11 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
     loop = Loop(objective, optimizer, data, config, runtime, generator, step=step,
                 network=config.model if is_factory_spec(config.model) else None)
     directory = RunDirectory(out, extras, resume, main)
-    hooks = [directory, *([ProgressBar(f"{config.method} {config.dataset}")] if progress and main else []),
+    # Methods without a q-network: detect ranks by the margin of the classifier's probabilities averaged
+    # over the epochs (epoch_probs.npz; benchmarks/RESULTS.md, "Which detection score"), one more
+    # prediction pass over the training rows per epoch. LIMIT's score needs none of it.
+    averaged = [] if METHODS.get(config.method).has_q_network else [EpochCallback(EpochProbs(out).on_epoch)]
+    hooks = [directory, *averaged, *([ProgressBar(f"{config.method} {config.dataset}")] if progress and main else []),
              *([EpochCallback(lambda epoch, objective, data, row: on_epoch_end(row))] if on_epoch_end else []),
              *callbacks]
     with rundir.writing(out, fresh=not resume, created=created) if main else contextlib.nullcontext():

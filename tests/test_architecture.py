@@ -25,7 +25,7 @@ LAYERS = [
     ("objectives", ["limitlab.reductions", "limitlab.limit", "limitlab.losses", "limitlab.objectives", "limitlab.methods"]),
     ("config", ["limitlab.config"]),
     ("run directory", ["limitlab.rundir", "limitlab.runlock"]),
-    ("loop", ["limitlab.runtime", "limitlab.epoch", "limitlab.loop", "limitlab.train"]),
+    ("loop", ["limitlab.runtime", "limitlab.epoch", "limitlab.epoch_probs", "limitlab.loop", "limitlab.train"]),
     ("experiments", ["limitlab.experiments", "limitlab.experiments.*"]),
     ("analysis", ["limitlab.analysis", "limitlab.analysis.*"]),
     ("interfaces", ["*"]),

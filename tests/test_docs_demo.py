@@ -120,7 +120,8 @@ def test_demo_without_matplotlib_says_so_in_one_line(tmp_path, monkeypatch, caps
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     assert main(["demo", "--epochs", "1", "--quiet", "--out", str(tmp_path / "runs")]) == 0
-    last = capsys.readouterr().out.splitlines()[-1]
-    assert last == "no picture: matplotlib is not installed (pip install 'limitlab[plots]')"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == "no picture: matplotlib is not installed (pip install 'limitlab[plots]')"
+    assert lines[-1] == f"fix the labels LIMIT doubts: limitlab review {tmp_path / 'runs' / 'limit-l'}"
     assert not (tmp_path / "runs" / "demo.png").exists()
     assert (tmp_path / "runs" / "limit-l" / "summary.json").is_file()

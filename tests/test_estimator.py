@@ -172,12 +172,14 @@ def test_label_issues_table_follows_cleanlab_and_the_gradient_mismatch(blobs):
     assert metrics.flagged_metrics(table["is_label_issue"].to_numpy(), flipped)["f1"] > 0.8
 
 
-def test_ce_label_quality_is_self_confidence(blobs):
+def test_ce_label_quality_is_the_normalized_margin(blobs):
     x, _, noisy = blobs
     clf = LimitClassifier(**FAST, method="ce").fit(x, noisy)
     assert clf.q_network_ is None
     proba = clf.predict_proba(x)
-    np.testing.assert_allclose(clf.label_issues_["label_quality"], proba[np.arange(300), noisy], atol=1e-6)
+    given = proba[np.arange(300), noisy]
+    others = np.where(np.eye(proba.shape[1], dtype=bool)[noisy], -1.0, proba).max(1)
+    np.testing.assert_allclose(clf.label_issues_["label_quality"], (1 + given - others) / 2, atol=1e-6)
 
 
 def test_find_label_issues_table_and_ranked_indices(blobs):

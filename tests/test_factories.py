@@ -60,7 +60,7 @@ def test_factory_trains_resumes_and_detects(nets):
     resumed = train(Config(), nets / "killed", resume=True, progress=False)
     assert {k: v for k, v in resumed.items() if k != "seconds"} == {k: v for k, v in full.items() if k != "seconds"}
 
-    summary = detect(nets / "full", progress=False)
+    summary = detect(nets / "full", progress=False, split="train")
     assert summary["score"] == "limit_gradient_mismatch" and summary["n"] == 200
 
 

@@ -62,7 +62,7 @@ def test_csv_through_the_cli_and_detect(table_csv, tmp_path, capsys):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(r["memorized_fraction"] is not None and r["test_accuracy"] is not None for r in rows)
 
-    summary = detect(out, progress=False)
+    summary = detect(out, progress=False, split="train")
     assert summary["score"] == "limit_gradient_mismatch" and summary["suspects_png"] is None
     assert "rows of features" in summary["note"]
     with open(out / "label_errors.csv", newline="") as f:

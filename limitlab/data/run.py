@@ -127,9 +127,12 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
     if data.mean is None:  # feature tables: standardised with statistics of the training split only
         scale, shift = standardisation(data.train_images[train_idx], device)
         record.update(train_file_row=np.asarray(data.train_rows)[train_idx],
+                      val_file_row=np.asarray(data.train_rows)[val_idx],
                       feature_names=np.asarray(data.feature_names, dtype=str),
                       one_hot_columns=np.asarray(list(data.one_hot), dtype=str),
                       class_names=np.asarray(data.class_names, dtype=str))
+        if getattr(data, "test_rows", None) is not None:
+            record.update(test_file_row=np.asarray(data.test_rows))
     else:  # images: uint8 pixels, per-channel mean and std on the 0..1 scale
         mean = torch.tensor(data.mean, dtype=torch.float32, device=device).view(-1, 1, 1)
         std = torch.tensor(data.std, dtype=torch.float32, device=device).view(-1, 1, 1)

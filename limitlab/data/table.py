@@ -124,6 +124,7 @@ class TableData(ImageData):
     one_hot: dict = field(default_factory=dict)
     test_from_file: bool = False
     train_rows: np.ndarray | None = None
+    test_rows: np.ndarray | None = None     # likewise for each test example (rows of X_test for .npz with X_test)
 
 
 def read_table(path: str | Path, label_column: str | None = None) -> TableData:
@@ -153,10 +154,11 @@ def read_table(path: str | Path, label_column: str | None = None) -> TableData:
         order = np.random.default_rng(0).permutation(len(y))
         n_test = int(round(TEST_FRACTION * len(y)))
         test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-        x, y, x_test, y_test, rows = x[train], y[train], x[test], y[test], rows[train]
+        x, y, x_test, y_test, rows, test_rows = x[train], y[train], x[test], y[test], rows[train], rows[test]
         classes, y_idx, _ = encode_labels(np.concatenate([y, y_test]), what=f"the labels of {path}")
         y_idx, y_test_idx = y_idx[:len(y)], y_idx[len(y):]
-    else:
+    else:  # the test rows: rows of X_test (.npz), else the file's rows not used for training
+        test_rows = np.arange(len(y_test)) if suffix == ".npz" else np.setdiff1d(np.arange(len(y) + len(y_test)), rows)
         classes, y_idx, y_test_idx = encode_labels(y, y_test, what=f"the labels of {path}")
     return TableData(
         name=f"table:{path}", num_classes=len(classes),
@@ -165,7 +167,8 @@ def read_table(path: str | Path, label_column: str | None = None) -> TableData:
         test_images=torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32)),
         test_labels=torch.from_numpy(y_test_idx),
         mean=None, std=None, class_names=[str(c) for c in classes],
-        feature_names=names, one_hot=one_hot, test_from_file=from_file, train_rows=rows.astype(np.int64))
+        feature_names=names, one_hot=one_hot, test_from_file=from_file, train_rows=rows.astype(np.int64),
+        test_rows=test_rows.astype(np.int64))
 
 
 def _read_npz(path: Path):
