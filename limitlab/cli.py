@@ -22,6 +22,11 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "off") else float(text)
 
 
+def _tau(text: str) -> float | None:
+    """--coteaching-tau: a number, or 'noise' for the run's known noise rate."""
+    return None if text.lower() == "noise" else float(text)
+
+
 def _positive_size(text: str) -> int | None:
     """--train-size: a number of examples, or 'all'/'none' for the whole training split."""
     return None if text.lower() in ("none", "all") else int(text)
@@ -51,6 +56,19 @@ TRAIN_FLAGS = [
     ("--gce-q", "gce_q", float, "the exponent q in (0, 1]"),
     ("--penalty-lambda", "penalty_lambda", float, "λ of ‖z‖²‖e_y − s(q)‖²"),
     ("--penalty-beta", "penalty_beta", float, "β of ‖z‖²‖s(f) − s(q)‖²"),
+    ("--sce-alpha", "sce_alpha", float, "weight α of the cross-entropy"),
+    ("--sce-beta", "sce_beta", float, "weight β of the reverse cross-entropy −Σ p log q (log 0 = −4)"),
+    ("--nce-rce-alpha", "nce_rce_alpha", float, "weight α of the normalised cross-entropy"),
+    ("--nce-rce-beta", "nce_rce_beta", float, "weight β of the reverse cross-entropy"),
+    ("--elr-lambda", "elr_lambda", float, "weight λ of the regulariser log(1 − ⟨t_i, p_i⟩)"),
+    ("--elr-beta", "elr_beta", float, "momentum β of the per-example targets t_i, in [0, 1)"),
+    ("--sop-lr-u", "sop_lr_u", float, "SGD learning rate of the per-example u_i"),
+    ("--sop-lr-v", "sop_lr_v", float, "SGD learning rate of the per-example v_i"),
+    ("--coteaching-tau", "coteaching_tau", _tau,
+     "largest share τ of each batch left out, reached after 10 epochs; 'noise': the run's known noise rate"),
+    ("--bootstrap", "bootstrap", str, "soft (target mixes in the prediction) or hard (its argmax)"),
+    ("--bootstrap-beta", "bootstrap_beta", _optional_float, "weight β of the given label (default: 0.95 soft, 0.8 hard)"),
+    ("--ls-rate", "ls_rate", float, "smoothing rate r in [-1, 1); negative r is negative label smoothing"),
     ("--transition", "transition", str, "a known K×K noise matrix T (.npy/.csv/.txt) instead of the estimate"),
     ("--init-from", "init_from", str, "a CE run directory: the classifier starts from its best checkpoint (fw, dmi)"),
     ("--q-init-from", "q_init_from", str,

@@ -37,6 +37,18 @@ class Config:
     gce_q: float = 0.7              # gce's exponent q in (0, 1]
     penalty_lambda: float = 1.0     # penalize: λ of ‖z‖²‖e_y − s(q)‖²
     penalty_beta: float = 0.0       # penalize: β of ‖z‖²‖s(f) − s(q)‖²
+    sce_alpha: float = 0.1          # sce: weight α of CE (Wang et al. 2019, CIFAR-10)
+    sce_beta: float = 1.0           # sce: weight β of the reverse CE
+    nce_rce_alpha: float = 1.0      # nce-rce: weight α of the normalised CE (Ma et al. 2020, CIFAR-10)
+    nce_rce_beta: float = 1.0       # nce-rce: weight β of the reverse CE
+    elr_lambda: float = 3.0         # elr: weight λ of the regulariser (Liu et al. 2020, CIFAR-10)
+    elr_beta: float = 0.7           # elr: momentum β of the per-example targets
+    sop_lr_u: float = 10.0          # sop: SGD learning rate of the u_i (Liu et al. 2022, CIFAR-10)
+    sop_lr_v: float = 10.0          # sop: SGD learning rate of the v_i
+    coteaching_tau: float | None = 0.2  # coteaching: largest share τ of each batch dropped; None: the known noise rate
+    bootstrap: str = "soft"         # bootstrap: "soft" (z = p) or "hard" (z = onehot(argmax p))
+    bootstrap_beta: float | None = None  # bootstrap: weight β of the label; None: 0.95 soft, 0.8 hard (Reed et al.)
+    ls_rate: float = 0.1            # ls: smoothing rate r in [-1, 1); r < 0 is negative label smoothing
     transition: str | None = None   # fw: a known T (file) instead of the estimate from --init-from
     init_from: str | None = None    # a CE run directory: the classifier starts from its best checkpoint
     q_init_from: str | None = None  # LIMIT "+": the q-network starts from this CE run's best classifier
@@ -98,6 +110,17 @@ class Config:
             (self.warmup >= 0, f"--warmup must be >= 0, not {self.warmup}"),
             (0.0 < self.gce_q <= 1.0, f"--gce-q must be in (0, 1], not {self.gce_q}"),
             (self.penalty_lambda >= 0 and self.penalty_beta >= 0, "--penalty-lambda and --penalty-beta must be >= 0"),
+            (min(self.sce_alpha, self.sce_beta, self.nce_rce_alpha, self.nce_rce_beta) >= 0,
+             "--sce-alpha, --sce-beta, --nce-rce-alpha and --nce-rce-beta must be >= 0"),
+            (self.elr_lambda >= 0, f"--elr-lambda must be >= 0, not {self.elr_lambda}"),
+            (0.0 <= self.elr_beta < 1.0, f"--elr-beta must be in [0, 1), not {self.elr_beta}"),
+            (self.sop_lr_u >= 0 and self.sop_lr_v >= 0, "--sop-lr-u and --sop-lr-v must be >= 0"),
+            (self.coteaching_tau is None or 0.0 <= self.coteaching_tau < 1.0,
+             f"--coteaching-tau must be in [0, 1) or 'noise' (the known noise rate), not {self.coteaching_tau}"),
+            (self.bootstrap in ("soft", "hard"), f"--bootstrap must be soft or hard, not {self.bootstrap!r}"),
+            (self.bootstrap_beta is None or 0.0 <= self.bootstrap_beta <= 1.0,
+             f"--bootstrap-beta must be in [0, 1], not {self.bootstrap_beta}"),
+            (-1.0 <= self.ls_rate < 1.0, f"--ls-rate must be in [-1, 1), not {self.ls_rate}"),
             (0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), not {self.dropout}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, not {self.weight_decay}"),
             (self.lr > 0, f"--lr must be > 0, not {self.lr}"),
