@@ -8,10 +8,10 @@ Sweep names, report selection and order, ``--method`` help, the validation of me
 ``@register_method`` here (plus, if it needs a new kind of objective, its ``nn.Module`` in
 :mod:`limitlab.objectives`)::
 
-    @register_method("sce", description="symmetric cross-entropy", label="SCE")
-    def _sce(make_model, config, context):
+    @register_method("my-loss", description="my loss on the logits", label="mine")
+    def _my_loss(make_model, config, context):
         from .objectives import LossOnLogits
-        return LossOnLogits(make_model("classifier"), my_sce_loss, "sce")
+        return LossOnLogits(make_model("classifier"), my_loss, "my_loss")
 
 A builder gets ``make_model(role, head_bias=True)``, which builds a fresh network of the run's
 architecture (role ``"classifier"`` or ``"q"``), the run's Config, and the ``context`` its
