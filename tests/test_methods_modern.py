@@ -315,3 +315,19 @@ def test_labels_in_reports_and_help():
     for flag in ("--sce-alpha", "--nce-rce-beta", "--elr-lambda", "--sop-lr-u", "--coteaching-tau", "--bootstrap-beta",
                  "--ls-rate"):
         assert flag in help_text
+
+
+def test_report_orders_them_by_registration_and_keeps_bootstrap_variants_apart(tmp_path):
+    from limitlab.analysis.runs import collect_runs
+    from limitlab.analysis.tables import aggregate
+
+    runs = [("ls", {}), ("ce", {}), ("bootstrap", {"bootstrap": "hard"}), ("bootstrap", {}),
+            ("elr", {"elr_lambda": 1.0}), ("elr", {"elr_lambda": 3.0})]
+    for i, (method, options) in enumerate(runs):
+        train(Config(dataset="digits", noise="uniform:0.4", train_size=100, epochs=1, batch_size=50, method=method,
+                     **options), tmp_path / f"r{i}", progress=False)
+    rows = aggregate(collect_runs(tmp_path))
+    assert [r.method for r in rows] == ["ce", "elr", "bootstrap", "bootstrap", "ls"]
+    assert sorted(r.variant for r in rows if r.method == "bootstrap") == ["", "bootstrap=hard"]  # default unnamed
+    (elr,) = [r for r in rows if r.method == "elr"]
+    assert set(elr.selected) == {"elr_lambda"} and elr.settings == 2  # a hyperparameter: selected, not a variant
