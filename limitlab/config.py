@@ -46,6 +46,11 @@ def parse_optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "off") else float(text)
 
 
+def parse_tau(text: str) -> float | None:
+    """--coteaching-tau: a number, or 'noise' for the run's known noise rate."""
+    return None if text.lower() == "noise" else float(text)
+
+
 def parse_size(text: str) -> int | None:
     """A number of examples, or 'all'/'none' for the whole split."""
     return None if text.lower() in ("none", "all") else int(text)
@@ -84,6 +89,21 @@ class Config:
     gce_q: float = setting(0.7, "the exponent q in (0, 1]", short="q")
     penalty_lambda: float = setting(1.0, "λ of ‖z‖²‖e_y − s(q)‖²", short="lambda")
     penalty_beta: float = setting(0.0, "β of ‖z‖²‖s(f) − s(q)‖²", short="pbeta")
+    sce_alpha: float = setting(0.1, "weight α of the cross-entropy (Wang et al. 2019, CIFAR-10)")
+    sce_beta: float = setting(1.0, "weight β of the reverse cross-entropy −Σ p log q (log 0 = −4)")
+    nce_rce_alpha: float = setting(1.0, "weight α of the normalised cross-entropy (Ma et al. 2020, CIFAR-10)")
+    nce_rce_beta: float = setting(1.0, "weight β of the reverse cross-entropy")
+    elr_lambda: float = setting(3.0, "weight λ of the regulariser log(1 − ⟨t_i, p_i⟩) (Liu et al. 2020, CIFAR-10)")
+    elr_beta: float = setting(0.7, "momentum β of the per-example targets t_i, in [0, 1)")
+    sop_lr_u: float = setting(10.0, "SGD learning rate of the per-example u_i (Liu et al. 2022, CIFAR-10)")
+    sop_lr_v: float = setting(10.0, "SGD learning rate of the per-example v_i")
+    coteaching_tau: float | None = setting(
+        0.2, "largest share τ of each batch left out, reached after 10 epochs; 'noise': the run's known noise rate",
+        parse=parse_tau)
+    bootstrap: str = setting("soft", "soft (the target mixes in the prediction) or hard (its argmax)")
+    bootstrap_beta: float | None = setting(None, "weight β of the given label (default: 0.95 soft, 0.8 hard)",
+                                           parse=parse_optional_float)
+    ls_rate: float = setting(0.1, "smoothing rate r in [-1, 1); negative r is negative label smoothing")
     transition: str | None = setting(None, "a known K×K noise matrix T (.npy/.csv/.txt) instead of the estimate")
     init_from: str | None = setting(None, "a CE run directory: the classifier starts from its best checkpoint "
                                           "(fw, dmi)")
@@ -156,6 +176,17 @@ class Config:
             (self.warmup >= 0, f"--warmup must be >= 0, not {self.warmup}"),
             (0.0 < self.gce_q <= 1.0, f"--gce-q must be in (0, 1], not {self.gce_q}"),
             (self.penalty_lambda >= 0 and self.penalty_beta >= 0, "--penalty-lambda and --penalty-beta must be >= 0"),
+            (min(self.sce_alpha, self.sce_beta, self.nce_rce_alpha, self.nce_rce_beta) >= 0,
+             "--sce-alpha, --sce-beta, --nce-rce-alpha and --nce-rce-beta must be >= 0"),
+            (self.elr_lambda >= 0, f"--elr-lambda must be >= 0, not {self.elr_lambda}"),
+            (0.0 <= self.elr_beta < 1.0, f"--elr-beta must be in [0, 1), not {self.elr_beta}"),
+            (self.sop_lr_u >= 0 and self.sop_lr_v >= 0, "--sop-lr-u and --sop-lr-v must be >= 0"),
+            (self.coteaching_tau is None or 0.0 <= self.coteaching_tau < 1.0,
+             f"--coteaching-tau must be in [0, 1) or 'noise' (the known noise rate), not {self.coteaching_tau}"),
+            (self.bootstrap in ("soft", "hard"), f"--bootstrap must be soft or hard, not {self.bootstrap!r}"),
+            (self.bootstrap_beta is None or 0.0 <= self.bootstrap_beta <= 1.0,
+             f"--bootstrap-beta must be in [0, 1], not {self.bootstrap_beta}"),
+            (-1.0 <= self.ls_rate < 1.0, f"--ls-rate must be in [-1, 1), not {self.ls_rate}"),
             (0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), not {self.dropout}"),
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, not {self.weight_decay}"),
             (self.lr > 0, f"--lr must be > 0, not {self.lr}"),
@@ -275,7 +306,7 @@ def field_infos() -> list[FieldInfo]:
 
 def add_field(name: str, annotation: str, spec) -> None:
     """Add a field to :class:`Config` at run time: the way a method defined outside limitlab (a
-    plug-in) declares its hyperparameter, e.g. ``add_field("sce_alpha", "float", setting(0.1, "SCE's α"))``.
+    plug-in) declares its hyperparameter, e.g. ``add_field("my_alpha", "float", setting(0.1, "my method's α"))``.
     ``annotation`` is the type as written in a class body. The new field then has a flag, a run-name
     part, a type check and a place in the estimator's ``method_options`` like any other."""
     if name in Config.__dataclass_fields__ or not name.isidentifier():

@@ -8,10 +8,10 @@ Sweep names, report selection and order, ``--method`` help, the validation of me
 ``@register_method`` here (plus, if it needs a new kind of objective, its ``nn.Module`` in
 :mod:`limitlab.objectives`)::
 
-    @register_method("sce", description="symmetric cross-entropy", label="SCE")
-    def _sce(make_model, config, context):
+    @register_method("my-loss", description="my loss on the logits", label="mine")
+    def _my_loss(make_model, config, context):
         from .objectives import LossOnLogits
-        return LossOnLogits(make_model("classifier"), my_sce_loss, "sce")
+        return LossOnLogits(make_model("classifier"), my_loss, "my_loss")
 
 A builder gets ``make_model(role, head_bias=True)``, which builds a fresh network of the run's
 architecture (role ``"classifier"`` or ``"q"``), the run's Config, and the ``context`` its
@@ -58,6 +58,9 @@ class MethodSpec:
         before the objective is built; ``extras`` are arrays saved as ``NAME.csv`` in the run directory.
     check : callable or None
         ``check(config) -> str | None``: a one-sentence problem with the config, else None.
+    recipe : dict
+        Its paper's CIFAR settings (Config overrides: epochs, batch size) for its own CIFAR-10 and
+        CIFAR-10N presets; a method with a recipe stays out of the LIMIT paper's tables.
     """
 
     name: str
@@ -72,6 +75,7 @@ class MethodSpec:
     idle_parameters: Callable[[Any], bool] = lambda config: False
     prepare: Callable | None = None
     check: Callable[[Any], str | None] | None = None
+    recipe: dict = field(default_factory=dict)
 
 
 METHODS: Registry[MethodSpec] = Registry("method", "--method")
@@ -179,6 +183,113 @@ for _q, _text in (("g", "LIMIT_G: classifier trained by q's predicted gradient, 
                     idle_parameters=lambda c: c.warmup > 0)(_limit("gaussian" if _q == "g" else "laplace"))
 
 
+# ------------------------------------------------------------------ the methods compared against today
+# (docs/method.md, "Methods compared today"); losses in limitlab.robust_losses, stateful objectives in
+# limitlab.objectives_state. Recipes: the papers' CIFAR epochs and batch size (the loop keeps its Adam).
+def _on_logits(loss_fn, name: str, make_model):
+    from .objectives import LossOnLogits
+    return LossOnLogits(make_model("classifier"), loss_fn, name)
+
+
+@register_method("sce", description="symmetric cross-entropy α·CE + β·RCE, log 0 = −4 (Wang et al. 2019)",
+                 options=("sce_alpha", "sce_beta"), main="sce_alpha", label="SCE",
+                 grid={"sce_alpha": (0.01, 0.1, 0.5, 1.0), "sce_beta": (0.5, 1.0)},
+                 recipe={"epochs": 120, "batch_size": 128})
+def _sce(make_model, config, context):
+    from functools import partial
+
+    from .robust_losses import sce_loss
+    return _on_logits(partial(sce_loss, alpha=config.sce_alpha, beta=config.sce_beta), "sce", make_model)
+
+
+@register_method("nce-rce", description="active-passive loss α·NCE + β·RCE (Ma et al. 2020)",
+                 options=("nce_rce_alpha", "nce_rce_beta"), main="nce_rce_alpha", label="NCE+RCE",
+                 grid={"nce_rce_alpha": (0.1, 1.0, 10.0), "nce_rce_beta": (0.1, 1.0)},
+                 recipe={"epochs": 120, "batch_size": 128})
+def _nce_rce(make_model, config, context):
+    from functools import partial
+
+    from .robust_losses import nce_rce_loss
+    return _on_logits(partial(nce_rce_loss, alpha=config.nce_rce_alpha, beta=config.nce_rce_beta), "nce_rce",
+                      make_model)
+
+
+@register_method("elr", description="early-learning regularisation CE + λ·log(1 − ⟨t_i, p_i⟩), t_i running "
+                                    "averages of the predictions (Liu et al. 2020)",
+                 options=("elr_lambda", "elr_beta"), main="elr_lambda", label="ELR",
+                 grid={"elr_lambda": (1, 3, 5, 7), "elr_beta": (0.5, 0.7, 0.9)},
+                 recipe={"epochs": 120, "batch_size": 128})
+def _elr(make_model, config, context):
+    from .objectives_state import ELR, refuse_distributed
+    refuse_distributed("elr")
+    return ELR(make_model("classifier"), context["num_train"], context["num_classes"], config.elr_lambda,
+               config.elr_beta)
+
+
+@register_method("sop", description="sparse over-parameterisation: per-example u_i, v_i model the noise, own SGD "
+                                    "(Liu et al. 2022)",
+                 options=("sop_lr_u", "sop_lr_v"), main="sop_lr_u", label="SOP",
+                 grid={"sop_lr_u": (1, 10, 100), "sop_lr_v": (1, 10, 100)},
+                 recipe={"epochs": 300, "batch_size": 128})
+def _sop(make_model, config, context):
+    from .objectives_state import SOP, refuse_distributed
+    refuse_distributed("sop")
+    return SOP(make_model("classifier"), context["num_train"], context["num_classes"], config.sop_lr_u,
+               config.sop_lr_v)
+
+
+def _coteaching_prepare(config, data, make_model, init_state, predict_proba):
+    """The run's known noise rate (the share of wrong training labels), for ``--coteaching-tau noise``."""
+    return {"noise_rate": float(data.record["train_rate"])}, {}
+
+
+@register_method("coteaching", description="Co-teaching: two networks train each other on their small-loss "
+                                           "examples, dropping up to τ of each batch (Han et al. 2018)",
+                 options=("coteaching_tau",), main="coteaching_tau", label="Co-teaching",
+                 grid={"coteaching_tau": (0.1, 0.2, 0.4, 0.6, 0.8)}, prepare=_coteaching_prepare,
+                 check=lambda c: "--coteaching-tau noise takes τ from the known noise rate, but --noise none has none; "
+                                 "give τ as a number" if c.coteaching_tau is None and c.noise == "none" else None,
+                 recipe={"epochs": 200, "batch_size": 128})
+def _coteaching(make_model, config, context):
+    from .errors import LimitlabError
+    from .objectives_state import CoTeaching
+
+    tau = config.coteaching_tau
+    if tau is None:
+        if "noise_rate" not in context:
+            raise LimitlabError("coteaching_tau None (the known noise rate) needs a run whose noise rate is known; "
+                                "give τ as a number")
+        tau = min(context["noise_rate"], 0.99)
+    return CoTeaching(make_model("classifier"), make_model("classifier"), tau)
+
+
+BOOTSTRAP_BETAS = {"soft": 0.95, "hard": 0.8}
+
+
+@register_method("bootstrap", description="bootstrapping −Σ(β e_y + (1 − β) z)·log p, z = p (soft, β 0.95) or "
+                                          "onehot(argmax p) (hard, β 0.8) (Reed et al. 2015)",
+                 options=("bootstrap", "bootstrap_beta"), main="bootstrap_beta", label="Bootstrap",
+                 grid={"bootstrap_beta": (0.8, 0.9, 0.95)}, recipe={"epochs": 120, "batch_size": 128})
+def _bootstrap(make_model, config, context):
+    from functools import partial
+
+    from .robust_losses import bootstrap_loss
+    beta = BOOTSTRAP_BETAS[config.bootstrap] if config.bootstrap_beta is None else config.bootstrap_beta
+    return _on_logits(partial(bootstrap_loss, beta=beta, hard=config.bootstrap == "hard"), "bootstrap", make_model)
+
+
+@register_method("ls", description="label smoothing CE against (1 − r)·e_y + r/K, r in [−1, 1), negative r included "
+                                   "(Wei et al. 2022)",
+                 options=("ls_rate",), main="ls_rate", label="LS",
+                 grid={"ls_rate": (0.8, 0.6, 0.4, 0.2, 0.0, -0.2, -0.4, -0.6, -0.8, -1.0)},
+                 recipe={"epochs": 200, "batch_size": 128})
+def _ls(make_model, config, context):
+    from functools import partial
+
+    from .robust_losses import label_smoothing_loss
+    return _on_logits(partial(label_smoothing_loss, rate=config.ls_rate), "ls", make_model)
+
+
 # ------------------------------------------------------------------------------------ derived facts
 def option_fields() -> tuple[str, ...]:
     """Every Config field that some method reads as its own option, in registration order."""
@@ -190,7 +301,7 @@ def option_fields() -> tuple[str, ...]:
 
 # Options that make a variant of a method (a run it starts from, a known matrix, a schedule) rather than a
 # hyperparameter value: reports keep them apart as cells instead of selecting among them.
-VARIANT_OPTIONS = ("q_init_from", "transition", "warmup")
+VARIANT_OPTIONS = ("q_init_from", "transition", "warmup", "bootstrap")
 
 
 def hyperparameter_fields() -> tuple[str, ...]:

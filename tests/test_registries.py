@@ -41,7 +41,9 @@ def test_every_method_builds_and_takes_one_step(name, tmp_path):
     objective, _ = build_run_objective(config, data)
     objective.start_epoch(1)
     x = data.to_input(data.train.images[:32])
-    loss, logits = objective(x, data.train.labels[:32])
+    index = torch.arange(32)  # the batch's positions, for methods with per-example state
+    loss, logits = objective(x, data.train.labels[:32], index) if objective.uses_index else \
+        objective(x, data.train.labels[:32])
     assert loss.ndim == 0 and math.isfinite(loss.item())
     assert logits.shape == (32, data.num_classes)
     assert objective.parts and all(v.ndim == 0 and math.isfinite(v.item()) for v in objective.parts.values())
@@ -151,15 +153,15 @@ def test_a_new_method_is_one_registration(tmp_path, monkeypatch):
         reverse = -(p * F.one_hot(targets, logits.shape[1]).clamp_min(1e-4).log()).sum(1).mean()
         return F.cross_entropy(logits, targets) + reverse
 
-    @methods.register_method("sce", description="symmetric cross-entropy", label="SCE")
+    @methods.register_method("my-sce", description="symmetric cross-entropy", label="my SCE")
     def _sce(make_model, config, context):
         from limitlab.objectives import LossOnLogits
-        return LossOnLogits(make_model("classifier"), sce_loss, "sce")
+        return LossOnLogits(make_model("classifier"), sce_loss, "my_sce")
 
     out = tmp_path / "sce"
-    assert main(["train", "--dataset", "digits", "--noise", "uniform:0.3", "--method", "sce", "--epochs", "2",
+    assert main(["train", "--dataset", "digits", "--noise", "uniform:0.3", "--method", "my-sce", "--epochs", "2",
                  "--out", str(out), "--quiet"]) == 0
-    assert "train_sce" in (out / "metrics.jsonl").read_text()
-    assert run_name(Config(method="sce", dataset="digits")) == "digits_nall_none_sce"
+    assert "train_my_sce" in (out / "metrics.jsonl").read_text()
+    assert run_name(Config(method="my-sce", dataset="digits")) == "digits_nall_none_my-sce"
     (row,) = aggregate(collect_runs(tmp_path))
-    assert row.method == "sce" and row.seeds == 1
+    assert row.method == "my-sce" and row.seeds == 1

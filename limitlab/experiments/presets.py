@@ -32,6 +32,7 @@ from pathlib import Path
 from ..config import Config, check_field
 from ..errors import LimitlabError
 from ..methods import METHODS
+from .recipes import add_recipe_presets
 
 CE_RUN = "@ce"            # a dependency: the CE run of the same cell and seed
 LINK_FIELDS = ("init_from", "q_init_from")
@@ -93,12 +94,13 @@ SAMPLE_LAMBDAS = {"limit-g": (5, 50, 500, 5000), "limit-l": (5, 10, 30, 100)}  #
 def _methods(betas, limit_patience=None, plus_patience=None, skip=(), sample=True):
     """Preset method name -> (overrides, axes) for one table: every registered method with its grid
     (``skip``: methods the table leaves out), the LIMIT variants +S (sampled gradient) and "+" (q
-    starts from the CE run's best classifier). ``select`` of each grid is its axes."""
+    starts from the CE run's best classifier). ``select`` of each grid is its axes. Methods with a
+    ``recipe`` (the ones compared today) get their own presets (:mod:`limitlab.experiments.recipes`)."""
     lp = {} if limit_patience is None else {"patience": limit_patience}
     pp = {} if plus_patience is None else {"patience": plus_patience}
     m = {}
     for spec in METHODS.specs():
-        if spec.name in skip:
+        if spec.name in skip or spec.recipe:
             continue
         overrides = {"method": spec.name, **({"init_from": CE_RUN} if spec.starts_from_ce else {})}
         axes = dict(spec.grid)
@@ -237,6 +239,8 @@ def _build() -> dict[str, Preset]:
     add_table("cifar100n", "CIFAR-100N", human100, cifar_methods["cifar100"], CIFAR_SEEDS,
               {"cifar100n": (lambda c: True, "CIFAR-100N: human fine labels × all methods, ResNet-34 (put "
                                              "CIFAR-100_human.pt in <data root>/cifar100/)")})
+
+    add_recipe_presets(add, _grid, _count_text, CIFAR_SEEDS)
 
     # Clothing1M: real noisy labels, ResNet-50 (ImageNet weights), its own clean validation and test sets
     c1m = CLOTHING1M
