@@ -224,7 +224,7 @@ def test_stateful_method_resumes_bit_for_bit(tmp_path, method):
 def test_detect_rebuilds_a_stateful_run(tmp_path, method):
     out = tmp_path / method
     assert main(["train", *TINY, "--epochs", "2", "--method", method, "--out", str(out)]) == 0
-    assert main(["detect", str(out), "--out", str(tmp_path / "det"), "--quiet"]) == 0
+    assert main(["detect", str(out), "--out", str(tmp_path / "det"), "--quiet", "--split", "train"]) == 0
     lines = (tmp_path / "det" / "label_errors.csv").read_text().splitlines()
     assert len(lines) == 201
 
