@@ -33,6 +33,8 @@ def _positive_size(text: str) -> int | None:
 TRAIN_FLAGS = [
     ("--dataset", "dataset", str, "dataset: {datasets}"),
     ("--label-column", "label_column", str, "table:FILE (.csv/.parquet): the column holding the labels (default: label)"),
+    ("--id-column", "id_column", str, "table:FILE (.csv/.parquet): a column that identifies each row (not a feature; "
+                                      "the key of each row in label_errors.csv)"),
     ("--data-dir", "data_dir", str, "folder holding <dataset>/ files (else $LIMITLAB_DATA, else ~/.cache/limitlab)"),
     ("--noise", "noise", str, "label noise: {noise} (labels:FILE[:KEY] imports noisy labels for the official "
                               "training set, e.g. labels:CIFAR-10_human.pt:aggre_label)"),
@@ -123,12 +125,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         saved = Config.load(Path(args.out) / "config.json") if (Path(args.out) / "config.json").exists() else None
         if saved is not None:
-            differing = [k for k, v in given.items() if getattr(saved, k) != v and k != "device"]
+            # a table run's file may have moved: --data-dir says where (its checksum is checked)
+            moved = ("data_dir",) if saved.dataset.lower().startswith("table:") else ()
+            differing = [k for k, v in given.items() if getattr(saved, k) != v and k not in ("device", *moved)]
             if differing:
                 raise LimitlabError(f"--resume continues the saved run, but {', '.join('--' + k.replace('_', '-') for k in differing)} "
                                     "differ from its config.json; drop those flags or start a new --out")
         # Everything comes from the saved config, except a --device given now (another machine).
-        config = Config(device=given.get("device", saved.device if saved else "auto"))
+        config = Config(device=given.get("device", saved.device if saved else "auto"), data_dir=given.get("data_dir"))
     elif args.config:
         # A config file (e.g. a run's config.json, or one written by a sweep); flags override it.
         config = Config.from_dict({**Config.load(args.config).to_dict(), **given})

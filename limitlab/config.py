@@ -27,6 +27,7 @@ class Config:
     val_fraction: float = 0.2       # seeded random share of the official training set
     clean_validation: bool = False  # default: validation labels carry the same noise
     label_column: str | None = None  # table:FILE (.csv/.parquet): the label column (None: "label")
+    id_column: str | None = None    # table:FILE (.csv/.parquet): a row key column, not a feature (label_errors.csv)
     # model and method (docs/method.md §2, §6; options per method: limitlab.methods)
     model: str | None = None        # None: the dataset's default (cnn4 for 28×28, mlp otherwise)
     method: str = "limit-l"

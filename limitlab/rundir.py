@@ -27,8 +27,9 @@ EXTRAS = ("fw_transition",)
 LABEL_ERRORS, DETECTION, SUSPECTS = "label_errors.csv", "detection.json", "suspects.png"  # `limitlab detect`
 # Every file limitlab writes into a run directory (paths relative to it): --overwrite deletes a
 # folder only when it holds nothing else.
+TABLE = "table.json"  # table:FILE runs: the table's path, checksum and encoding (limitlab.data.table_run)
 RUN_FILES = (CONFIG, METRICS, NOISY_LABELS, SUMMARY, LOCK, LAST, BEST, *(f"{name}.csv" for name in EXTRAS),
-             LABEL_ERRORS, DETECTION, SUSPECTS)
+             LABEL_ERRORS, DETECTION, SUSPECTS, TABLE)
 
 
 def extra_file(run: Path, name: str) -> Path:

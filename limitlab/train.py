@@ -23,6 +23,7 @@ import torch
 
 from . import metrics, rundir
 from .config import Config
+from .data import table_run
 from .data.run import RunData, Split, prepare_data
 from .errors import LimitlabError
 from .factories import check_output_shape, is_factory_spec
@@ -280,11 +281,12 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
     out = Path(out)
     if resume:  # the run continues under its saved config; only the device is the caller's
         rundir.prepare_run_dir(out, resume=True, overwrite=False)
-        config = dataclasses.replace(Config.load(out / rundir.CONFIG), device=config.device)
+        saved = Config.load(out / rundir.CONFIG)
+        config = dataclasses.replace(saved, device=config.device, data_dir=config.data_dir or saved.data_dir)
     config.validate()
     runtime = start_runtime(config)
     device = runtime.device
-    data = prepare_data(config, device)
+    data = prepare_data(config, device, run_dir=out if resume else None)
     torch.manual_seed(config.seed)
     objective, extras = build_run_objective(config, data, runtime)
     if is_factory_spec(config.model):  # a user's network: check its output on one batch before writing
@@ -311,6 +313,10 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
         if main:
             rundir.write_json(out / rundir.CONFIG, config.to_dict())
             rundir.save_npz(out / rundir.NOISY_LABELS, **data.record)
+            if data.table is not None:  # a .csv/.parquet table: its source and encoding summary
+                table_run.write_record(out, data.table)
+                if progress and not resume:
+                    table_run.show(data.table)
             for name, array in extras.items():
                 rundir.atomic_write_bytes(rundir.extra_file(out, name), _csv(array))
             rundir.write_metrics(out, history)  # drops rows of an epoch whose checkpoint was never written

@@ -28,6 +28,7 @@ import torch
 
 from .. import metrics, rundir
 from ..config import Config
+from ..data import table_run
 from ..data.run import RunData, prepare_data
 from ..errors import LimitlabError
 from ..methods import METHODS
@@ -117,8 +118,10 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
     if progress:
         print(f"detect: rebuilding the data of {run} ({config.dataset}, noise {config.noise}, seed {config.seed})",
               file=sys.stderr, flush=True)
-    data = prepare_data(config, runtime.device)
+    data = prepare_data(config, runtime.device, run_dir=run)
     _check_labels(run, config, data)
+    if progress and data.table is not None:
+        table_run.show(data.table)
     objective, _ = build_run_objective(_rebuild_config(config, run), data, runtime)
     q_network = getattr(objective, "q_network", None)
     if require_q and q_network is None:
@@ -259,8 +262,9 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
     # tables: the row in the user's file, and the labels as the file writes them
     file_rows, classes = r.data.record.get("train_file_row"), r.data.record.get("class_names")
     table = file_rows is not None and classes is not None
+    keys, key_name = r.data.record.get("train_row_key"), r.config.id_column  # --id-column: each row's key
     writer.writerow(header + ["is_corrupted"] * (r.corrupted is not None) + ["file"] * (files is not None)
-                    + ["file_row", "given_class", "predicted_class"] * table)
+                    + ["file_row", "given_class", "predicted_class"] * table + [key_name] * (keys is not None))
     for rank, i in enumerate(order, 1):
         row = [rank, int(r.index[i]), int(r.labels[i]), int(predicted[i]), f"{s[i]:.6g}",
                bool(flagged[i]), f"{issues.label_quality[i]:.6g}"]
@@ -270,6 +274,8 @@ def detect(run_dir: str | Path, score: str = "auto", top: int = 64, out: str | P
             row.append(files[i])
         if table:
             row += [int(file_rows[i]), classes[r.labels[i]], classes[predicted[i]]]
+        if keys is not None:
+            row.append(keys[i])
         writer.writerow(row)
     rundir.atomic_write_bytes(out / LABEL_ERRORS, buf.getvalue().encode())
 
