@@ -244,3 +244,23 @@ def summary_text(record: dict) -> str:
 def _listing(items, limit: int = 12) -> str:
     items = [str(i) for i in items]
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def estimator_features(estimator, X, reset: bool) -> np.ndarray:
+    """LimitClassifier's features of a DataFrame: fitting (``reset``) fits the encoder on all of X
+    and sets ``table_encoder_`` and ``encoding_summary_``; later calls (also with an array of the same
+    columns) transform with it."""
+    if not hasattr(X, "columns"):
+        import pandas as pd
+        X = pd.DataFrame(np.asarray(X), columns=estimator.table_encoder_.columns)
+    if len(X) == 0 or len(X.columns) == 0:
+        raise DataError(f"X has {len(X)} rows and {len(X.columns)} columns; it needs at least one of each")
+    if reset:
+        encoder = TableEncoder(source="X")
+        x = encoder.fit_transform(X)
+        estimator.table_encoder_, estimator.encoding_summary_ = encoder, encoder.record()
+        return x
+    if len(X.columns) != len(estimator.table_encoder_.columns):
+        raise DataError(f"X has {len(X.columns)} columns, but the estimator was fitted on a table of "
+                        f"{len(estimator.table_encoder_.columns)}")
+    return estimator.table_encoder_.transform(X)

@@ -88,8 +88,8 @@ def check_label_values(y, what: str = "y") -> None:
         fractional = np.flatnonzero(y != np.round(y))
         if len(fractional):
             example = y[fractional[0]]
-            raise DataError(f"{what} holds continuous numbers (e.g. {example:g}), not classes; limitlab trains "
-                            "classifiers: give class labels (integers or names), or bin the values first")
+            raise DataError(f"Unknown label type: continuous numbers in {what} (e.g. {example:g}), not classes; "
+                            "limitlab trains classifiers: give class labels (integers or names), or bin the values")
 
 
 def encode_labels(y: np.ndarray, y_test: np.ndarray | None = None, what: str = "y", test_what: str = "the test split",
