@@ -118,8 +118,10 @@ class TableEncoder:
         self.source = source
 
     # ------------------------------------------------------------------------------------ fit
-    def fit_transform(self, frame) -> np.ndarray:
-        """Decide how each column is used from these (training) rows, fit, and return their features."""
+    def fit_transform(self, frame, report=()) -> np.ndarray:
+        """Decide how each column is used from these (training) rows, fit, and return their features.
+        ``report``: frames of the table's other rows, whose non-numeric cells the summary also counts."""
+        import pandas as pd
         from sklearn.impute import SimpleImputer
 
         frame = frame.copy(deep=False)
@@ -139,6 +141,8 @@ class TableEncoder:
                 numbers, bad = _coerce_numbers(values)
                 present = int(values.notna().sum())
                 if present and len(bad) < present and (present - len(bad)) >= NUMERIC_SHARE * present:
+                    for other in report:
+                        bad = pd.concat([bad, _coerce_numbers(other[column])[1]])
                     self.numeric_text[column] = (len(bad), [str(v) for v in bad.unique()[:3]])
                     frame[column] = numbers
                     continue
@@ -212,7 +216,7 @@ class TableEncoder:
                 entry.update(used_as=used.get(kinds[column], kinds[column]), width=len(outs) + len(indicators))
                 if indicators:
                     entry["note"] = "missing cells imputed with the training mean, plus a missing indicator"
-                if column in self.numeric_text:
+                if self.numeric_text.get(column, (0,))[0]:
                     count, first = self.numeric_text[column]
                     entry["note"] = (f"{count} non-numeric cell{'s' if count > 1 else ''} read as missing "
                                      f"({', '.join(map(repr, first))})" + (f"; {entry['note']}" if "note" in entry

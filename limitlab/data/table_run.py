@@ -74,11 +74,12 @@ def encode_run_table(data, train_idx: np.ndarray, saved: dict | None = None) -> 
     must reproduce it."""
     encoder = TableEncoder(id_column=data.id_column, source=str(data.path))
     frame = data.frame
-    fitted = encoder.fit_transform(frame.iloc[train_idx])
+    rest = np.setdiff1d(np.arange(len(frame)), train_idx)
+    others = [frame.iloc[rest]] + ([data.test_frame] if data.test_frame is not None else [])
+    fitted = encoder.fit_transform(frame.iloc[train_idx], report=others)
     x = np.empty((len(frame), fitted.shape[1]), dtype=np.float32)
     x[train_idx] = fitted
     del fitted
-    rest = np.setdiff1d(np.arange(len(frame)), train_idx)
     if len(rest):
         x[rest] = encoder.transform(frame.iloc[rest])
     test = encoder.transform(data.test_frame) if data.test_frame is not None else x[:0]
