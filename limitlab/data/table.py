@@ -164,7 +164,7 @@ def read_table(path: str | Path, label_column: str | None = None, id_column: str
     from_file = x_test is not None
     if not from_file:  # a fixed held-out test split, independent of the run's seed
         n_test = int(round(TEST_FRACTION * len(y)))
-        if n_test < 1 or len(y) - n_test < 3:
+        if len(y) < 10:
             raise DataError(f"{path} has only {len(y)} rows, too few for a held-out test split ({TEST_FRACTION:.0%}), "
                             "a validation split and training rows; give it at least 10 rows (better hundreds)")
         order = np.random.default_rng(0).permutation(len(y))
