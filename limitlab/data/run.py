@@ -117,6 +117,10 @@ def prepare_data(config: Config, device: torch.device, run_dir: str | Path | Non
         train_idx, val_idx = _subset(len(given), config)
     else:
         train_idx, val_idx = split_train_val(len(given), config.val_fraction, config.seed, config.train_size)
+        if data.mean is None and (len(train_idx) < 2 or len(val_idx) < 1):  # a table too small for the splits
+            raise LimitlabError(f"{config.dataset} leaves {len(train_idx)} training and {len(val_idx)} validation "
+                                f"rows after its test split (--val-fraction {config.val_fraction}): too few to "
+                                "train and validate; give more rows")
     # One draw per official training example, so an example's noisy label depends only on the seed
     # (or one label per example from a labels:FILE; relative files are also looked for in the data root).
     noisy_all, transition = noise.noisy_labels(config.noise, given, data.num_classes, config.seed,
@@ -138,10 +142,6 @@ def prepare_data(config: Config, device: torch.device, run_dir: str | Path | Non
     )
     table = None
     if data.mean is None:  # feature tables: encoded and standardised with the training split only
-        if len(train_idx) < 2 or len(val_idx) < 1:
-            raise LimitlabError(f"{config.dataset} leaves {len(train_idx)} training and {len(val_idx)} validation "
-                                f"rows after its test split (--val-fraction {config.val_fraction}): too few to "
-                                "train and validate; give more rows")
         if data.frame is not None:
             table = table_run.encode_run_table(data, train_idx, saved)
         scale, shift = _standardisation(data.train_images[train_idx], device)
