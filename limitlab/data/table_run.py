@@ -83,7 +83,7 @@ def encode_run_table(data, train_idx: np.ndarray, saved: dict | None = None) -> 
     if len(rest):
         x[rest] = encoder.transform(frame.iloc[rest])
     test = encoder.transform(data.test_frame) if data.test_frame is not None else x[:0]
-    data.train_images, data.test_images = torch.from_numpy(x), torch.from_numpy(test)
+    data.train_images, data.test_images = torch.from_numpy(x), torch.from_numpy(np.require(test, requirements="W"))
     data.feature_names = list(encoder.feature_names)
     data.frame = data.test_frame = None  # the text is no longer needed
     record = {"source": {"path": str(data.path), "sha256": file_sha256(data.path)},
