@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from limitlab.data.checks import check_features, check_same_length
 from limitlab.errors import DataError
 
 ARRAYS = ("X", "y", "X_test", "y_test")
@@ -53,8 +54,6 @@ def _size_text(n: float) -> str:
 
 def read_npz(path: Path):
     """(X, y, X_test, y_test) of an .npz file (X_test, y_test None when absent), each checked."""
-    from limitlab.data.table import check_features, check_same_length
-
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path} is not an .npz archive (not a zip file); save features and labels with "
                         "np.savez(FILE, X=features, y=labels)")
