@@ -372,8 +372,9 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         table = hasattr(X, "columns") and hasattr(X, "iloc")  # a DataFrame: the features step of table:FILE
         if table or not reset and hasattr(self, "table_encoder_"):
             options = dict(reset=reset, skip_check_array=True)
-        elif reset:
-            self.__dict__.pop("table_encoder_", None), self.__dict__.pop("encoding_summary_", None)
+        elif reset:  # an array after a DataFrame: the old table encoding no longer applies
+            for name in ("table_encoder_", "encoding_summary_"):
+                self.__dict__.pop(name, None)
         if fitting or y is not None:  # fitting without y: scikit-learn's "requires y to be passed"
             x, y = validate_data(self, X, y, **options)
         else:
