@@ -6,7 +6,7 @@ for the same mistake).
   ``label``); an optional ``split`` column with ``train`` / ``test`` picks the test rows. The other
   columns are turned into features by :mod:`limitlab.data.encoding` (fitted on the run's training
   split only, in :func:`limitlab.data.table_run.encode_run_table`); here they stay a DataFrame.
-  Reading needs pandas and pyarrow (the faster CSV reader, measured in benchmarks/RESULTS.md).
+  Reading needs pandas (``.parquet`` also pyarrow); the encoding needs scikit-learn and skrub.
 - ``.npz``: arrays ``X`` [N, D] (or images [N, C, H, W]) and ``y`` [N], optionally ``X_test`` and
   ``y_test``; read with ``allow_pickle=False``, every array's shape checked from its header first.
 
@@ -130,11 +130,9 @@ def _header(path: Path, suffix: str) -> list[str]:
 
 
 def _read_csv(pd, path: Path):
-    try:
-        import pyarrow  # noqa: F401  (the pyarrow engine is several times faster: benchmarks/RESULTS.md)
-        return pd.read_csv(path, engine="pyarrow")
-    except Exception:  # no pyarrow, or a file it cannot parse (e.g. line breaks inside quotes): the C reader
-        return pd.read_csv(path, low_memory=False)
+    # pandas' C reader: measured faster here than the pyarrow engine, in wall and CPU time
+    # (benchmarks/table_scale.py, benchmarks/RESULTS.md); low_memory=False: one dtype per column
+    return pd.read_csv(path, low_memory=False)
 
 
 def _read_frame(path: Path, suffix: str, label_column: str, id_column: str | None):
