@@ -35,6 +35,7 @@ _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|key|index)$|^(id|uuid)[_\s.-]|^unnam
 
 
 def skrub():
+    """The skrub module, or a one-sentence LimitlabError saying how to install it."""
     try:
         import skrub as module
     except ImportError:

@@ -26,6 +26,7 @@ TABLE_RECORD = "table.json"  # = limitlab.rundir.TABLE
 
 
 def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 4 MB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -100,6 +101,7 @@ def show(record: dict, stream=None) -> None:
 
 
 def write_record(run_dir: Path, record: dict) -> None:
+    """Write the run's table record (table.json) atomically."""
     from limitlab import rundir
 
     rundir.write_json(Path(run_dir) / TABLE_RECORD, record)
