@@ -314,7 +314,7 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
             rundir.write_json(out / rundir.CONFIG, config.to_dict())
             rundir.save_npz(out / rundir.NOISY_LABELS, **data.record)
             if data.table is not None:  # a .csv/.parquet table: its source and encoding summary
-                table_run.write_record(out, data.table)
+                rundir.write_json(out / rundir.TABLE, data.table)
                 if progress and not resume:
                     table_run.show(data.table)
             for name, array in extras.items():

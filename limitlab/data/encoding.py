@@ -25,6 +25,7 @@ import warnings
 
 import numpy as np
 
+from limitlab.data.checks import _listing
 from limitlab.errors import DataError, LimitlabError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -244,11 +245,6 @@ def summary_text(record: dict) -> str:
         note = f"; {e['note']}" if e.get("note") else ""
         lines.append(f"  {e['column']:<{width}}  {e['used_as']} [{e['width']}]{note}")
     return "\n".join(lines)
-
-
-def _listing(items, limit: int = 12) -> str:
-    items = [str(i) for i in items]
-    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def estimator_features(estimator, X, reset: bool) -> np.ndarray:

@@ -10,15 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from limitlab.data.checks import check_features, check_same_length
+from limitlab.data.checks import _listing, check_features, check_same_length
 from limitlab.errors import DataError
 
 ARRAYS = ("X", "y", "X_test", "y_test")
-
-
-def _listing(items, limit: int = 8) -> str:
-    items = [str(i) for i in items]
-    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def memory_bytes() -> int:

@@ -98,10 +98,3 @@ def encode_run_table(data, train_idx: np.ndarray, saved: dict | None = None) -> 
 def show(record: dict, stream=None) -> None:
     """Print the encoding summary."""
     print(summary_text(record["encoding"]), file=stream or sys.stderr, flush=True)
-
-
-def write_record(run_dir: Path, record: dict) -> None:
-    """Write the run's table record (table.json) atomically."""
-    from limitlab import rundir
-
-    rundir.write_json(Path(run_dir) / TABLE_RECORD, record)
