@@ -86,6 +86,26 @@ def _option_rows(parser: argparse.ArgumentParser) -> list[str]:
     return rows
 
 
+def _settings_rows() -> list[str]:
+    """Every run setting (a ``limitlab.Config`` field) with its flag, default, part of sweep run
+    names and whether ``LimitClassifier(method_options=...)`` takes it: all from the field's one
+    declaration (``limitlab.config.setting``)."""
+    from limitlab.config import field_infos
+    from limitlab.estimator_params import OWN
+
+    rows = ["## Run settings", "",
+            "Each `limitlab train` flag is a field of `limitlab.Config` (a run's `config.json`, a sweep grid's "
+            "keys). In sweep run names a field shows as its short name and value (e.g. `wd0.0001`); "
+            "`LimitClassifier(method_options={...})` takes the fields marked *estimator* (the others are "
+            "the data's, or parameters of the estimator itself).", "",
+            "| field | flag | default | run-name part | estimator |", "|---|---|---|---|---|"]
+    for info in field_infos():
+        estimator = "parameter" if info.name in OWN else ("method_options" if info.estimator else "-")
+        rows.append(f"| `{info.name}` | `{info.flag}` | `{info.default!r}` | {f'`{info.short}`' if info.short else '-'} "
+                    f"| {estimator} |")
+    return rows + [""]
+
+
 def cli_page() -> str:
     """The CLI reference in Markdown, from the argparse parsers."""
     from limitlab.cli import build_parser
@@ -112,7 +132,7 @@ def cli_page() -> str:
             if p.epilog:
                 lines += [f"*{p.epilog.split(':', 1)[0]}:*", "", "```bash",
                           p.epilog.split(":", 1)[1].strip(), "```", ""]
-        return "\n".join(lines)
+        return "\n".join(lines + _settings_rows())
     finally:
         if old_columns is None:
             os.environ.pop("COLUMNS", None)

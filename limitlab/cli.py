@@ -11,117 +11,13 @@ from pathlib import Path
 from .config import Config
 from .errors import LimitlabError
 
-DEFAULTS = Config()
-
-
-def _optional_int(text: str) -> int | None:
-    return None if text.lower() in ("none", "off", "0") else int(text)
-
-
-def _optional_float(text: str) -> float | None:
-    return None if text.lower() in ("none", "off") else float(text)
-
-
-def _positive_size(text: str) -> int | None:
-    """--train-size: a number of examples, or 'all'/'none' for the whole training split."""
-    return None if text.lower() in ("none", "all") else int(text)
-
-
-# (flag, config field, type, help). Defaults come from Config and are shown in --help; the choices
-# of --dataset, --noise, --model and --method come from their registries (see _registry_help), and a
-# method option's help names the methods that read it.
-TRAIN_FLAGS = [
-    ("--dataset", "dataset", str, "dataset: {datasets}"),
-    ("--label-column", "label_column", str, "table:FILE (.csv/.parquet): the column holding the labels (default: label)"),
-    ("--id-column", "id_column", str, "table:FILE (.csv/.parquet): a column that identifies each row (not a feature; "
-                                      "the key of each row in label_errors.csv)"),
-    ("--data-dir", "data_dir", str, "folder holding <dataset>/ files (else $LIMITLAB_DATA, else ~/.cache/limitlab)"),
-    ("--noise", "noise", str, "label noise: {noise} (labels:FILE[:KEY] imports noisy labels for the official "
-                              "training set, e.g. labels:CIFAR-10_human.pt:aggre_label)"),
-    ("--train-size", "train_size", _positive_size, "use only the first N examples of the shuffled training split "
-                                                   "('all': the whole split)"),
-    ("--val-fraction", "val_fraction", float, "share of the official training set held out for validation"),
-    ("--model", "model", str, "architecture: {models}, or your own network as package.module:factory, called "
-                              "factory(input_shape, num_classes) for each network (default: cnn4 for 28×28 images, "
-                              "resnet34 for colour images up to 64×64, resnet50 above, mlp otherwise)"),
-    ("--method", "method", str, "training method: {methods}"),
-    ("--beta", "beta", float, "weight of the predicted-gradient norm penalty β‖s(f) − s(q)‖²"),
-    ("--sample-lambda", "sample_lambda", _optional_float,
-     "+S: give the classifier a sample around the predicted gradient (Gaussian std √(1/2λ) / Laplace scale 1/λ)"),
-    ("--warmup", "warmup", int, "epochs at the start in which only the q-network trains"),
-    ("--grad-noise", "grad_noise", str, "noise on each example's logit gradient, gaussian:SIGMA or laplace:SIGMA"),
-    ("--gce-q", "gce_q", float, "the exponent q in (0, 1]"),
-    ("--penalty-lambda", "penalty_lambda", float, "λ of ‖z‖²‖e_y − s(q)‖²"),
-    ("--penalty-beta", "penalty_beta", float, "β of ‖z‖²‖s(f) − s(q)‖²"),
-    ("--transition", "transition", str, "a known K×K noise matrix T (.npy/.csv/.txt) instead of the estimate"),
-    ("--init-from", "init_from", str, "a CE run directory: the classifier starts from its best checkpoint (fw, dmi)"),
-    ("--q-init-from", "q_init_from", str,
-     "'+': the q-network starts from this CE run's best classifier (weights and BatchNorm buffers)"),
-    ("--dropout", "dropout", float, "dropout rate in the hidden layers"),
-    ("--weight-decay", "weight_decay", float, "Adam weight decay"),
-    ("--lr", "lr", float, "Adam learning rate (one optimizer over all networks)"),
-    ("--batch-size", "batch_size", int, "training batch size"),
-    ("--epochs", "epochs", int, "maximum number of epochs"),
-    ("--patience", "patience", _optional_int,
-     "stop after this many epochs without a better validation accuracy ('none' or 0: never stop early)"),
-    ("--seed", "seed", int, "seed of the split, the label noise, the initialisation and the batch order"),
-    ("--device", "device", str, "auto (cuda when available), cpu, cuda, cuda:N"),
-    ("--precision", "precision", str, "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16"),
-    ("--image-size", "image_size", _optional_int,
-     "image-file datasets: crop size, after resizing the shorter side to 8/7 of it (default: the dataset's, 224)"),
-    ("--workers", "workers", int, "loader processes for image-file datasets (clothing1m, imagefolder)"),
-    ("--train-eval-every", "train_eval_every", int,
-     "pass over the training set for the memorization metrics every k epochs (0: never; large datasets)"),
-    ("--eval-batch-size", "eval_batch_size", int,
-     "batch size of the evaluation passes (lower it for large images on a small GPU)"),
-    ("--test-every", "test_every", int,
-     "also a test-set pass every k epochs, for per-epoch test curves (0: only at a new best validation epoch "
-     "and at the last epoch, all that the reported test accuracy needs)"),
-]
-
-
-def _registry_help(text: str, field: str) -> str:
-    """A flag's help with the registries' choices filled in, and, for a method's own option, the
-    methods that read it."""
-    if "{" in text:
-        from .data import dataset_specs_text
-        from .methods import METHODS
-        from .models import MODELS
-        from .noise import noise_specs_text
-
-        text = text.format(datasets=dataset_specs_text(), noise=noise_specs_text(), models=MODELS.choices_text(),
-                           methods=METHODS.choices_text())
-    from .methods import option_fields, readers
-
-    if field in option_fields():
-        text = f"{', '.join(readers(field))}: {text}"
-    return text
-
-
-def _add_train_flags(p: argparse.ArgumentParser) -> None:
-    for flag, field, typ, text in TRAIN_FLAGS:
-        default = getattr(DEFAULTS, field)
-        shown = "" if default is None else f" (default: {default})"
-        # SUPPRESS: only flags the user gave reach the namespace, so --resume can tell them apart.
-        p.add_argument(flag, dest=field, type=typ, default=argparse.SUPPRESS, metavar=field.upper(),
-                       help=_registry_help(text, field) + shown)
-    p.add_argument("--clean-validation", dest="clean_validation", action="store_true", default=argparse.SUPPRESS,
-                   help="validate on true labels instead of noisy ones (default: noisy validation, as in the paper)")
-    p.add_argument("--compile", dest="compile", action="store_true", default=argparse.SUPPRESS,
-                   help="torch.compile the training step (worth it on GPUs; minutes of start-up on CPU)")
-    p.add_argument("--pretrained", dest="pretrained", action="store_true", default=argparse.SUPPRESS,
-                   help="start resnet50 from ImageNet weights (needs torchvision: pip install 'limitlab[pretrained]')")
-
-
-def _given(args: argparse.Namespace) -> dict:
-    fields = {field for _, field, _, _ in TRAIN_FLAGS} | {"clean_validation", "compile", "pretrained"}
-    return {k: v for k, v in vars(args).items() if k in fields}
+from .flags import add_train_flags, given_fields, positive_size as _positive_size
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
-    given = _given(args)
+    given = given_fields(args)
     if args.resume:
         saved = Config.load(Path(args.out) / "config.json") if (Path(args.out) / "config.json").exists() else None
         if saved is not None:
@@ -146,17 +42,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The README's main job: CE vs LIMIT on the embedded digits with synthetic label noise."""
-    from .train import train
+    """The README's main job: CE vs LIMIT on the embedded digits with synthetic label noise, and its picture."""
+    from .experiments.demo import demo_configs, picture_problem, run_demo
 
-    rows = []
-    for method in ("ce", "limit-l"):
-        config = Config(dataset="digits", noise=args.noise, method=method, epochs=args.epochs,
-                        patience=None, seed=args.seed, batch_size=128, **({"beta": args.beta} if method != "ce" else {}))
-        print(f"training {method} on digits with {args.noise} label noise ({args.epochs} epochs) ...", file=sys.stderr)
-        rows.append(train(config, Path(args.out) / method, overwrite=True, progress=not args.quiet))
+    rows, runs = run_demo(args.out, demo_configs(args.noise, args.epochs, args.beta, args.seed), progress=not args.quiet)
     _print_summary(rows)
-    print(f"run directories: {Path(args.out) / 'ce'}, {Path(args.out) / 'limit-l'}")
+    print(f"run directories: {runs['ce']}, {runs['limit-l']}")
+    if picture_problem():  # one line instead of the picture
+        print(picture_problem())
+        return 0
+    from .analysis.report import write_study
+
+    title = f"limitlab demo: CE against LIMIT_L on the 8×8 digits, {args.noise} label noise, seed {args.seed}"
+    paths = write_study(args.out, "demo", {"CE": runs["ce"], f"LIMIT_L, β = {args.beta:g}": runs["limit-l"]}, title)
+    print(f"curves: {paths['png']}")
     return 0
 
 
@@ -179,10 +78,11 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from .analysis.detect import detect
+    from .rundir import finite
 
     result = detect(args.run, score=args.score, top=args.top, out=args.out, batch_size=args.batch_size,
                     progress=not args.quiet, device=args.device, data_dir=args.data_dir)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(finite(result), indent=2, allow_nan=False))  # strict JSON: NaN as null
     return 0
 
 
@@ -198,9 +98,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .experiments.launchers import parse_launcher_options
     from .experiments.sweep import run_sweep
 
-    options = dict(item.split("=", 1) for item in args.launcher_option)
+    options = parse_launcher_options(args.launcher_option)
     statuses = run_sweep(args.preset, args.out, jobs=args.jobs, dry_run=args.dry_run, launcher=args.launcher,
                          progress=not args.quiet, launcher_options=options or None, threads=args.threads,
                          runs_per_gpu=args.runs_per_gpu)
@@ -269,21 +170,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                               "--method limit-g --beta 1 --seed 0 --out runs/x")
     p.set_defaults(func=cmd_train)
     if command in (None, "train"):
-        _add_train_flags(p)
+        add_train_flags(p)
         p.add_argument("--config", help="start from this config JSON (e.g. another run's config.json); flags override it")
         p.add_argument("--out", required=True, help="run directory to create (must be missing or empty)")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
         p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("demo", help="CE vs LIMIT on the embedded digits data with label noise (about a minute)",
+    p = sub.add_parser("demo", help="CE vs LIMIT on the embedded digits data with label noise (under a minute)",
                        description="Trains cross-entropy and LIMIT_L on the embedded 8×8 digits (UCI, no download) "
-                                   "with synthetic label noise and prints their results side by side.",
+                                   "with synthetic label noise, prints their results side by side and draws their curves to "
+                                   "OUT/demo.png (with matplotlib).",
                        formatter_class=_DefaultsFormatter)
     p.set_defaults(func=cmd_demo)
     if command in (None, "demo"):
         p.add_argument("--noise", default="uniform:0.6", help="label noise spec")
-        p.add_argument("--epochs", type=int, default=100, help="epochs (no early stopping: watch CE memorize)")
+        p.add_argument("--epochs", type=int, default=40, help="epochs (no early stopping: watch CE memorize)")
         p.add_argument("--beta", type=float, default=10.0, help="LIMIT's β")
         p.add_argument("--seed", type=int, default=0, help="seed")
         p.add_argument("--out", default="runs/demo", help="where the two run directories go (earlier demo runs there are replaced)")

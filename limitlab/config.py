@@ -9,10 +9,46 @@ import json
 import math
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .errors import LimitlabError
+
+
+# --------------------------------------------------------------------------- declaring a field
+# Each field is declared once, with what the rest of limitlab derives from it: the ``limitlab train``
+# flag and its help (limitlab.cli_flags), the short form in sweep run names
+# (limitlab.experiments.expand), the estimator's accepted ``method_options`` and the docs' CLI page.
+# A field declared without ``setting`` (a plain default) still gets all of these: flag
+# ``--field-name``, run-name part ``field-name``, group "method".
+GROUPS = ("data", "method", "protocol", "runtime")
+
+
+def setting(default, help: str, *, flag: str | None = None, short: str | None = None,
+            parse: Callable[[str], object] | None = None, group: str = "method", estimator: bool = True):
+    """A Config field with its help text, CLI flag (default ``--name-with-dashes``), short name in
+    sweep run names (default ``name-with-dashes``; "" for none), parser of the flag's text (default:
+    from the field's type), group, and whether ``LimitClassifier``'s ``method_options`` may set it
+    (never for "data" fields)."""
+    assert group in GROUPS, group
+    return field(default=default, metadata={"help": help, "flag": flag, "short": short, "parse": parse,
+                                            "group": group, "estimator": estimator and group != "data"})
+
+
+def parse_optional_int(text: str) -> int | None:
+    """An integer, or 'none'/'off'/'0' for None."""
+    return None if text.lower() in ("none", "off", "0") else int(text)
+
+
+def parse_optional_float(text: str) -> float | None:
+    """A number, or 'none'/'off' for None."""
+    return None if text.lower() in ("none", "off") else float(text)
+
+
+def parse_size(text: str) -> int | None:
+    """A number of examples, or 'all'/'none' for the whole split."""
+    return None if text.lower() in ("none", "all") else int(text)
 
 
 @dataclass
@@ -20,45 +56,68 @@ class Config:
     """Every setting of one run, with the paper protocol's defaults; saved as the run's ``config.json``."""
 
     # data (docs/method.md §5)
-    dataset: str = "digits"
-    data_dir: str | None = None
-    noise: str = "none"             # a noise spec (limitlab.noise.NOISE_MODELS), e.g. "uniform:0.8"
-    train_size: int | None = None   # training subset size, taken before corruption
-    val_fraction: float = 0.2       # seeded random share of the official training set
-    clean_validation: bool = False  # default: validation labels carry the same noise
-    label_column: str | None = None  # table:FILE (.csv/.parquet): the label column (None: "label")
-    id_column: str | None = None    # table:FILE (.csv/.parquet): a row key column, not a feature (label_errors.csv)
+    dataset: str = setting("digits", "dataset: {datasets}", group="data")
+    data_dir: str | None = setting(None, "folder holding <dataset>/ files (else $LIMITLAB_DATA, else ~/.cache/limitlab)",
+                                   group="data")
+    noise: str = setting("none", "label noise: {noise} (labels:FILE[:KEY] imports noisy labels for the official "
+                                 "training set, e.g. labels:CIFAR-10_human.pt:aggre_label)", group="data")
+    train_size: int | None = setting(None, "use only the first N examples of the shuffled training split "
+                                           "('all': the whole split)", short="n", parse=parse_size, group="data")
+    val_fraction: float = setting(0.2, "share of the official training set held out for validation", group="data")
+    clean_validation: bool = setting(False, "validate on true labels instead of noisy ones (default: noisy "
+                                            "validation, as in the paper)", group="data")
+    label_column: str | None = setting(None, "table:FILE (.csv/.parquet): the column holding the labels "
+                                             "(default: label)", group="data")
+    id_column: str | None = setting(None, "table:FILE (.csv/.parquet): a column that identifies each row (not a "
+                                          "feature; the key of each row in label_errors.csv)", group="data")
     # model and method (docs/method.md §2, §6; options per method: limitlab.methods)
-    model: str | None = None        # None: the dataset's default (cnn4 for 28×28, mlp otherwise)
-    method: str = "limit-l"
-    beta: float = 10.0              # LIMIT's predicted-gradient norm penalty
-    sample_lambda: float | None = None  # LIMIT +S: sample the classifier's gradient around ĝ
-    warmup: int = 0                 # LIMIT: epochs in which only the q-network trains
-    grad_noise: str = "gaussian:0.1"  # ce-gn: DIST:SIGMA of the noise on each example's logit gradient
-    gce_q: float = 0.7              # gce's exponent q in (0, 1]
-    penalty_lambda: float = 1.0     # penalize: λ of ‖z‖²‖e_y − s(q)‖²
-    penalty_beta: float = 0.0       # penalize: β of ‖z‖²‖s(f) − s(q)‖²
-    transition: str | None = None   # fw: a known T (file) instead of the estimate from --init-from
-    init_from: str | None = None    # a CE run directory: the classifier starts from its best checkpoint
-    q_init_from: str | None = None  # LIMIT "+": the q-network starts from this CE run's best classifier
-    dropout: float = 0.0
-    weight_decay: float = 0.0
+    model: str | None = setting(None, "architecture: {models}, or your own network as package.module:factory, "
+                                      "called factory(input_shape, num_classes) for each network (default: cnn4 for "
+                                      "28×28 images, resnet34 for colour images up to 64×64, resnet50 above, mlp "
+                                      "otherwise)", short="", group="data")
+    method: str = setting("limit-l", "training method: {methods}")
+    beta: float = setting(10.0, "weight of the predicted-gradient norm penalty β‖s(f) − s(q)‖²")
+    sample_lambda: float | None = setting(
+        None, "+S: give the classifier a sample around the predicted gradient (Gaussian std √(1/2λ) / Laplace "
+              "scale 1/λ)", short="slambda", parse=parse_optional_float)
+    warmup: int = setting(0, "epochs at the start in which only the q-network trains")
+    grad_noise: str = setting("gaussian:0.1", "noise on each example's logit gradient, gaussian:SIGMA or "
+                                              "laplace:SIGMA", short="")
+    gce_q: float = setting(0.7, "the exponent q in (0, 1]", short="q")
+    penalty_lambda: float = setting(1.0, "λ of ‖z‖²‖e_y − s(q)‖²", short="lambda")
+    penalty_beta: float = setting(0.0, "β of ‖z‖²‖s(f) − s(q)‖²", short="pbeta")
+    transition: str | None = setting(None, "a known K×K noise matrix T (.npy/.csv/.txt) instead of the estimate")
+    init_from: str | None = setting(None, "a CE run directory: the classifier starts from its best checkpoint "
+                                          "(fw, dmi)")
+    q_init_from: str | None = setting(None, "'+': the q-network starts from this CE run's best classifier "
+                                            "(weights and BatchNorm buffers)")
+    dropout: float = setting(0.0, "dropout rate in the hidden layers")
+    weight_decay: float = setting(0.0, "Adam weight decay", short="wd")
     # optimisation and protocol (docs/method.md §7)
-    lr: float = 1e-3
-    batch_size: int = 256
-    epochs: int = 400
-    patience: int | None = 100      # early stopping on noisy-validation accuracy; None: never stop early
-    seed: int = 0
-    device: str = "auto"            # "auto": cuda when available, else cpu
-    precision: str = "auto"         # "auto": bf16 autocast on CUDA, fp32 on CPU; or "fp32", "bf16"
-    compile: bool = False           # torch.compile the training step (GPU; slow to start on CPU)
-    image_size: int | None = None   # image-file datasets: crop size (None: the dataset's, 224), resized to 8/7 of it
-    workers: int = 4                # loader processes for image-file datasets (Clothing1M, imagefolder)
-    pretrained: bool = False        # ImageNet weights for resnet50 (needs the optional torchvision)
-    train_eval_every: int = 1       # pass over the training set for the memorization metrics every k epochs (0: never)
-    eval_batch_size: int = 1024    # fastest for cnn4 and mlp on CPU (benchmarks/speed.py, RESULTS.md)
-    test_every: int = 0             # test-set pass every k epochs besides the ones the result needs (0: only at
-                                    # a new best validation epoch and at the last epoch; 1: per-epoch test curves)
+    lr: float = setting(1e-3, "Adam learning rate (one optimizer over all networks)", group="protocol")
+    batch_size: int = setting(256, "training batch size", short="bs", group="protocol")
+    epochs: int = setting(400, "maximum number of epochs", group="protocol")
+    patience: int | None = setting(100, "stop after this many epochs without a better validation accuracy "
+                                        "('none' or 0: never stop early)", group="protocol")
+    seed: int = setting(0, "seed of the split, the label noise, the initialisation and the batch order",
+                        group="protocol")
+    device: str = setting("auto", "auto (cuda when available), cpu, cuda, cuda:N", group="runtime")
+    precision: str = setting("auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16", group="runtime")
+    compile: bool = setting(False, "torch.compile the training step (worth it on GPUs; minutes of start-up on CPU)",
+                            group="runtime", estimator=False)
+    image_size: int | None = setting(None, "image-file datasets: crop size, after resizing the shorter side to 8/7 "
+                                           "of it (default: the dataset's, 224)", group="data")
+    workers: int = setting(4, "loader processes for image-file datasets (clothing1m, imagefolder)", group="data")
+    pretrained: bool = setting(False, "start resnet50 from ImageNet weights (needs torchvision: pip install "
+                                      "'limitlab[pretrained]')", estimator=False)
+    train_eval_every: int = setting(1, "pass over the training set for the memorization metrics every k epochs "
+                                       "(0: never; large datasets)", group="protocol")
+    # 1024: fastest for cnn4 and mlp on CPU (benchmarks/speed.py, RESULTS.md)
+    eval_batch_size: int = setting(1024, "batch size of the evaluation passes (lower it for large images on a small "
+                                         "GPU)", group="runtime")
+    test_every: int = setting(0, "also a test-set pass every k epochs, for per-epoch test curves (0: only at a new "
+                                 "best validation epoch and at the last epoch, all that the reported test accuracy "
+                                 "needs)", group="protocol", estimator=False)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -173,3 +232,75 @@ def _short(value) -> str:
     except (TypeError, ValueError, RecursionError):
         text = type(value).__name__
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+# --------------------------------------------------------------------------- what derives from the fields
+@dataclass(frozen=True)
+class FieldInfo:
+    """One Config field as the CLI, sweeps and the estimator see it."""
+
+    name: str
+    help: str
+    flag: str
+    short: str
+    parse: Callable[[str], object] | None  # None: a switch (bool field)
+    group: str
+    estimator: bool  # LimitClassifier's method_options may set it
+    default: object
+
+
+def _default_parser(name: str) -> Callable[[str], object] | None:
+    accepted, optional = field_types()[name]
+    if accepted == (bool,):
+        return None
+    if optional and accepted == (int,):
+        return parse_optional_int
+    if optional and accepted == (float,):
+        return parse_optional_float
+    return accepted[0]
+
+
+def field_infos() -> list[FieldInfo]:
+    """Every Config field with its help, flag, short name, parser and group, in declaration order
+    (computed each call, so a field added at run time, e.g. by a plug-in method, is seen)."""
+    out = []
+    for f in dataclasses.fields(Config):
+        meta, dashed = f.metadata, f.name.replace("_", "-")
+        out.append(FieldInfo(
+            name=f.name, help=meta.get("help", ""), flag=meta.get("flag") or f"--{dashed}",
+            short=dashed if meta.get("short") is None else meta["short"],
+            parse=meta.get("parse") or _default_parser(f.name), group=meta.get("group", "method"),
+            estimator=meta.get("estimator", True),
+            default=f.default if f.default is not dataclasses.MISSING else f.default_factory()))
+    return out
+
+
+def add_field(name: str, annotation: str, spec) -> None:
+    """Add a field to :class:`Config` at run time: the way a method defined outside limitlab (a
+    plug-in) declares its hyperparameter, e.g. ``add_field("sce_alpha", "float", setting(0.1, "SCE's α"))``.
+    ``annotation`` is the type as written in a class body. The new field then has a flag, a run-name
+    part, a type check and a place in the estimator's ``method_options`` like any other."""
+    if name in Config.__dataclass_fields__ or not name.isidentifier():
+        raise ValueError(f"Config already has a field {name!r}" if name.isidentifier() else f"bad field name {name!r}")
+    Config.__annotations__[name] = annotation
+    setattr(Config, name, spec)
+    _rebuild()
+
+
+def remove_field(name: str) -> None:
+    """Undo :func:`add_field` (tests)."""
+    del Config.__annotations__[name]
+    del Config.__dataclass_fields__[name]
+    delattr(Config, name)
+    _rebuild()
+
+
+def _rebuild() -> None:
+    """Re-run the dataclass machinery on Config after its fields changed."""
+    for f in dataclasses.fields(Config):
+        setattr(Config, f.name, f)  # the declarations again, so their metadata stays
+    for attr in ("__init__", "__repr__", "__eq__", "__match_args__", "__dataclass_fields__", "__dataclass_params__"):
+        if attr in Config.__dict__:
+            delattr(Config, attr)
+    dataclass(Config)
+    field_types.cache_clear()

@@ -15,18 +15,12 @@ stopping uses a seeded split of the given (noisy) labels, as in the paper protoc
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import math
-import time
-
 import numpy as np
 import torch
 from torch import nn
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin
-    from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as e:  # scikit-learn < 1.6 lacks validate_data
@@ -34,22 +28,22 @@ except ImportError as e:  # scikit-learn < 1.6 lacks validate_data
 
 from . import metrics, noise
 from .analysis.detect import label_issues as score_label_issues
-from .config import Config
 from .data.core import split_train_val
-from .data.run import RunData, Split
+from .data.run import RunData, Split, standardisation
 from .data.table import (DataError, check_features, check_label_values, check_not_sparse, check_same_length,
-                          encode_labels)
+                         encode_labels)
+from .epoch import predict
 from .errors import LimitlabError
-from .factories import build_from_factory, check_output_shape, is_factory_spec, load_factory
-from .methods import METHODS, build_objective
-from .models import MODELS, build_model, default_model
-from .runtime import Runtime, resolve_device
-from .train import evaluate, predict, train_one_epoch
+from .estimator_params import (OPTION_PREFIX, check_params, is_users_network, make_config, model_builder,
+                               module_name, seed_of, tensor)
+from .loop import BestWeightsInMemory, Loop, ProgressBar, run_epochs
+from .methods import build_objective
+from .runtime import Runtime, resolve_device, resolve_precision
+from .train import check_networks, make_optimizer
 
 __all__ = ["LimitClassifier", "find_label_issues"]
 
 ISSUE_COLUMNS = ["is_label_issue", "label_quality", "given_label", "predicted_label"]
-_UNKNOWN_WITHOUT_TRUTH = ("train_clean_accuracy", "memorized_fraction", "corrected_fraction", "info_lower_bound_bits")
 
 
 class LimitClassifier(ClassifierMixin, BaseEstimator):
@@ -82,10 +76,13 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
     weight_decay : float, default 0.0
     method_options : dict or None, default None
         Further :class:`limitlab.Config` fields for the method, e.g. ``{"warmup": 5}``,
-        ``{"sample_lambda": 1.0}``, ``{"gce_q": 0.7}``, ``{"dropout": 0.2}``.
+        ``{"sample_lambda": 1.0}``, ``{"gce_q": 0.7}``, ``{"dropout": 0.2}`` (any field but the
+        data's and the estimator's own parameters; each value is checked against its field's type).
+        ``set_params(method_options__warmup=5)`` sets one of them, so
+        ``GridSearchCV(LimitClassifier(), {"method_options__warmup": [0, 5]})`` searches it.
     device : str, default "auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
-    random_state : int, RandomState or None, default None
+    random_state : int in [0, 2**32 - 1], RandomState or None, default None
         Seeds the validation split, the initialisation and the batch order.
     verbose : bool, default False
         Show a progress bar over epochs.
@@ -101,7 +98,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
     history_ : list of dict
         One record per epoch: loss parts, ``train_noisy_accuracy`` (how many given training labels
         the classifier reproduces: the memorization signal), ``val_accuracy`` (on the held-out noisy
-        labels) and seconds; with ``fit(..., true_labels=...)`` also ``train_clean_accuracy``,
+        labels; None without validation rows), ``test_accuracy`` (None: there is no test split) and
+        seconds; with ``fit(..., true_labels=...)`` also ``train_clean_accuracy``,
         ``memorized_fraction``, ``corrected_fraction`` and ``info_lower_bound_bits``.
     best_epoch_ : int
     n_features_in_ : int
@@ -141,7 +139,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------------------------ fit
-    def fit(self, X, y, *, validation_data=None, true_labels=None):
+    def fit(self, X, y, *, validation_data=None, true_labels=None, callbacks=()):
         """Train on X with the (possibly noisy) labels y.
 
         Parameters
@@ -156,30 +154,33 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         true_labels : array-like of shape (n_samples,), optional
             For studies with known (synthetic) noise: the clean labels of X; adds the memorization
             measurements to ``history_``. Never used for training.
+        callbacks : sequence of limitlab.loop.Callback, optional
+            Called by the training loop, e.g. ``EpochCallback(fn)`` with ``fn(epoch, objective, data, row)``
+            after every epoch (the classifier is ``objective.classifier``; ``data.train`` the
+            training rows, as tensors on the device).
 
         Returns
         -------
         self
         """
         try:
-            return self._fit(X, y, validation_data, true_labels)
+            return self._fit(X, y, validation_data, true_labels, callbacks)
         except DataError:
             raise
         except LimitlabError as e:  # the same sentence, as the ValueError scikit-learn callers expect
             raise ValueError(str(e)) from None
 
-    def _fit(self, X, y, validation_data, true_labels):
-        self._check_params()
+    def _fit(self, X, y, validation_data, true_labels, callbacks):
+        check_params(self)
         x, y = self._validate(X, y, reset=True, fitting=True)
         self._input_shape = x.shape[1:]
         check_classification_targets(y)
         classes, y_idx, _ = encode_labels(y)
         n, k = len(y_idx), len(classes)
-        seed = self._seed()
-        runtime = Runtime(resolve_device(self.device))
-        if runtime.device.type == "cuda":
-            runtime.precision = "bf16"
-        device = runtime.device
+        seed = seed_of(self.random_state)
+        config = make_config(self, seed)
+        device = resolve_device(self.device)
+        runtime = Runtime(device, precision=resolve_precision(config.precision, device))
 
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -194,7 +195,6 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             else:
                 train_idx, val_idx = np.arange(n), np.zeros(0, dtype=np.int64)
             x_val, y_val_idx = x[val_idx], y_idx[val_idx]
-        has_val = len(y_val_idx) > 0
 
         truth = y_idx
         if true_labels is not None:
@@ -207,78 +207,52 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             noisy_entropy = metrics.noisy_label_entropy_bits(
                 noise.empirical_transition(truth[train_idx], y_idx[train_idx], k), freq)
 
-        scale, shift = _standardisation(x[train_idx])
-        as_tensor = lambda a: _tensor(a, device)  # noqa: E731
+        scale, shift = standardisation(torch.as_tensor(x[train_idx]), device, per_channel=x.ndim == 4)
+        as_tensor = lambda a: tensor(a, device)  # noqa: E731
         x_all = as_tensor(x)
         data = self._run_data(Split(as_tensor(y_idx[train_idx]), x_all[as_tensor(train_idx)]),
                               Split(as_tensor(y_val_idx), as_tensor(x_val)), as_tensor(truth[train_idx]),
-                              x.shape[1:], k, as_tensor(scale), as_tensor(shift), noisy_entropy)
-        config = self._config(seed)
+                              x.shape[1:], k, scale, shift, noisy_entropy)
 
         forked = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):  # leave the caller's global RNG as it was
             torch.manual_seed(seed)
-            make_model = self._model_builder(tuple(x.shape[1:]), k, config.dropout)
+            make_model = model_builder(self.module, self.method, tuple(x.shape[1:]), k, config.dropout)
             objective = build_objective(self.method, make_model, config, {"num_train": len(data.train), "num_classes": k})
             objective = objective.to(device, memory_format=torch.channels_last)
-            probe, _ = next(data.batches(data.train, torch.arange(min(2, len(data.train)), device=device), 2))
-            for net in (objective.classifier, getattr(objective, "q_network", None)):
-                if net is not None:
-                    check_output_shape(net, probe, k, self._module_name())
-            history, best_epoch = self._train_epochs(objective, data, config, runtime, has_val)
+            check_networks(objective, data, module_name(self.module))
+            # The loop of `limitlab train` (limitlab.loop), with the best weights kept in memory.
+            loop = Loop(objective, make_optimizer(objective, config, device), data, config, runtime,
+                        torch.Generator().manual_seed(seed), lr_name="lr", truth_known=true_labels is not None,
+                        network=module_name(self.module) if is_users_network(self.module) else None)
+            bar = [ProgressBar(f"LimitClassifier {self.method}", always=True)] if self.verbose else []
+            run_epochs(loop, [BestWeightsInMemory(), *bar, *callbacks])
 
         self.classes_ = classes
         self.classifier_ = objective.classifier.eval()
         self.q_network_ = getattr(objective, "q_network", None)
         if self.q_network_ is not None:
             self.q_network_.eval()
-        self.history_, self.best_epoch_ = history, best_epoch
+        self.history_, self.best_epoch_ = loop.history, loop.best["epoch"]
         self._scale, self._shift, self._runtime = data.scale, data.shift, runtime
         self.label_issues_ = self._issue_table(x_all, y_idx)
         return self
 
-    def _train_epochs(self, objective, data: RunData, config: Config, runtime: Runtime, has_val: bool):
-        """Epochs with early stopping on the noisy-validation accuracy; the best epoch's weights are
-        restored. (The loop of :func:`limitlab.train.train` without its run directory.)"""
-        optimizer = torch.optim.Adam(objective.optimized_parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        generator = torch.Generator().manual_seed(config.seed)
-        history, best, best_state, bad = [], -1.0, None, 0
-        bar = _progress(range(1, self.epochs + 1), self.verbose, self.method)
-        for epoch in bar:
-            t0 = time.perf_counter()
-            objective.start_epoch(epoch)
-            parts = train_one_epoch(objective, optimizer, data, batch_size=self.batch_size, generator=generator,
-                                    runtime=runtime)
-            train_seconds = time.perf_counter() - t0
-            if not all(math.isfinite(v) for v in parts.values()):
-                raise LimitlabError(f"training diverged: the loss became {parts['loss']} in epoch {epoch}; "
-                                    f"try a lower lr (now {self.lr})")
-            row = {"epoch": epoch, **{f"train_{k}": v for k, v in parts.items()},
-                   **evaluate(objective, data, config, epoch, runtime)}
-            if math.isnan(data.noisy_entropy_bits):  # no true labels: these cannot be measured
-                row.update(dict.fromkeys(_UNKNOWN_WITHOUT_TRUTH))
-            if not has_val:
-                row["val_accuracy"] = None
-            row.update(train_seconds=train_seconds, seconds=time.perf_counter() - t0)
-            history.append(row)
-            if not has_val or row["val_accuracy"] > best:
-                best, bad, best_epoch = row["val_accuracy"] if has_val else best, 0, epoch
-                best_state = copy.deepcopy(objective.state_dict())
-            else:
-                bad += 1
-            if self.verbose:
-                bar.set_postfix(val="-" if not has_val else f"{row['val_accuracy']:.3f}", best_epoch=best_epoch)
-            if self.patience is not None and bad >= self.patience:
-                break
-        objective.load_state_dict(best_state)
-        return history, best_epoch
+    def set_params(self, **params):
+        """scikit-learn's ``set_params``; ``method_options__FIELD=value`` sets one method option
+        (a Config field) in a copy of ``method_options``, so ``GridSearchCV`` can search any of them,
+        e.g. ``param_grid={"method_options__warmup": [0, 5]}``."""
+        options = {k[len(OPTION_PREFIX):]: params.pop(k) for k in list(params) if k.startswith(OPTION_PREFIX)}
+        if options:
+            self.method_options = {**(self.method_options or {}), **options}
+        return super().set_params(**params)
 
     # ------------------------------------------------------------------------------------ predict
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities [n_samples, n_classes], columns in the order of ``classes_``."""
         check_is_fitted(self)
         x, _ = self._validate(X, None, reset=False)
-        return self._proba(self.classifier_, _tensor(x, self._scale.device))
+        return self._proba(self.classifier_, tensor(x, self._scale.device))
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each row, as a label from ``classes_``."""
@@ -286,77 +260,6 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[probs.argmax(1)]
 
     # ------------------------------------------------------------------------------------ internals
-    def _check_params(self) -> None:
-        checks = [
-            (isinstance(self.method, str) and self.method in METHODS,
-             f"method must be one of {', '.join(METHODS)}, not {self.method!r}"),
-            (_is_int(self.epochs) and self.epochs >= 1, f"epochs must be an integer >= 1, not {self.epochs!r}"),
-            (self.patience is None or _is_int(self.patience) and self.patience >= 1,
-             f"patience must be None or an integer >= 1, not {self.patience!r}"),
-            (isinstance(self.validation_fraction, (int, float)) and 0 <= self.validation_fraction < 1,
-             f"validation_fraction must be in [0, 1), not {self.validation_fraction!r}"),
-            (_is_int(self.batch_size) and self.batch_size >= 2,
-             f"batch_size must be an integer >= 2, not {self.batch_size!r}"),
-            (isinstance(self.lr, (int, float)) and self.lr > 0, f"lr must be > 0, not {self.lr!r}"),
-            (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
-             f"weight_decay must be >= 0, not {self.weight_decay!r}"),
-            (isinstance(self.beta, (int, float)) and self.beta >= 0, f"beta must be >= 0, not {self.beta!r}"),
-            (self.method_options is None or isinstance(self.method_options, dict),
-             f"method_options must be a dict of Config fields or None, not {type(self.method_options).__name__}"),
-            (not isinstance(self.module, nn.Module),
-             "module must be a factory (input_shape, num_classes) -> nn.Module, a model name or "
-             "'package.module:factory', not a network instance (LIMIT needs two fresh networks)"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    def _config(self, seed: int) -> Config:
-        options = dict(self.method_options or {})
-        own = {"method", "beta", "epochs", "patience", "batch_size", "lr", "weight_decay", "device", "seed"}
-        fields = {f.name for f in dataclasses.fields(Config)}
-        unknown = sorted(set(options) - (fields - own))
-        if unknown:
-            raise ValueError(f"method_options has unknown or estimator-level key(s) {', '.join(unknown)}; "
-                             f"use Config fields such as warmup, sample_lambda, gce_q, grad_noise, dropout")
-        if "beta" in METHODS.get(self.method).options:  # other methods refuse a beta they do not read
-            options["beta"] = float(self.beta)
-        config = Config(method=self.method, epochs=self.epochs, patience=self.patience,
-                        batch_size=self.batch_size, lr=float(self.lr), weight_decay=float(self.weight_decay),
-                        seed=seed, eval_batch_size=max(1024, self.batch_size), **options)
-        config.validate()
-        return config
-
-    def _seed(self) -> int:
-        if _is_int(self.random_state):
-            return int(self.random_state)
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-
-    def _module_name(self) -> str:
-        m = self.module
-        return m if isinstance(m, str) else ("the default network" if m is None else getattr(m, "__name__", repr(m)))
-
-    def _model_builder(self, input_shape: tuple[int, ...], num_classes: int, dropout: float):
-        m = self.module
-        if m is None or isinstance(m, str) and not is_factory_spec(m):
-            name = m or (default_model(input_shape) if len(input_shape) == 3 else "mlp")
-            if name not in MODELS:
-                raise ValueError(f"module {name!r} is not a registered model ({', '.join(MODELS)}) nor "
-                                 "'package.module:factory'")
-            def make_model(role, head_bias=True):
-                return build_model(name, input_shape, num_classes, role=role, dropout=dropout, head_bias=head_bias)
-            return make_model
-        factory = load_factory(m) if isinstance(m, str) else m
-        if not callable(factory):
-            raise ValueError(f"module must be None, a model name, 'package.module:factory' or a callable, not {m!r}")
-
-        def make_model(role, head_bias=True):
-            if not head_bias:
-                raise ValueError(f"method {self.method} needs a network with forward_features() and a bias-free "
-                                 "head; use a registered model (module=None or a name)")
-            return build_from_factory(factory, input_shape, num_classes, self._module_name())
-        return make_model
-
     def _validate(self, X, y, *, reset: bool, fitting: bool = False):
         """X as float32 (uint8 image arrays stay uint8) numpy [N, ...] and y as a 1-D array."""
         if torch.is_tensor(X):
@@ -421,34 +324,6 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         return pd.DataFrame({"is_label_issue": issues.is_label_issue, "label_quality": issues.label_quality,
                              "given_label": self.classes_[y_idx], "predicted_label": self.classes_[issues.predicted]},
                             columns=ISSUE_COLUMNS)
-
-
-def _tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    # torch needs writable memory; read-only inputs (memory maps, some pandas arrays) are copied
-    return torch.as_tensor(np.require(a, requirements=("C", "W")), device=device)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, shift) with x_input = x * scale - shift standardised per feature (2-D) or per channel
-    (images), from these rows only; constant features are centred, not scaled."""
-    axes = (0,) if x.ndim == 2 else (0, *range(2, x.ndim))
-    xf = x.astype(np.float64)
-    mean, std = xf.mean(axes), xf.std(axes)
-    std = np.where(std > 0, std, 1.0)
-    shape = (-1,) if x.ndim == 2 else (-1,) + (1,) * (x.ndim - 2)
-    return (1.0 / std).reshape(shape).astype(np.float32), (mean / std).reshape(shape).astype(np.float32)
-
-
-def _progress(epochs, enabled: bool, method: str):
-    if not enabled:
-        return epochs
-    from tqdm.auto import tqdm
-
-    return tqdm(epochs, desc=f"LimitClassifier {method}", unit="epoch", dynamic_ncols=True, leave=False)
 
 
 def find_label_issues(X, y, *, return_indices_ranked_by: str | None = None, **estimator_params):

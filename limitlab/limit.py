@@ -34,17 +34,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .reductions import REDUCTIONS, check_reduction, reduce, unit_laplace
+
+__all__ = ["limit_loss", "LIMIT", "predicted_gradient_noise", "Q_DISTRIBUTIONS", "REDUCTIONS"]
+
 Q_DISTRIBUTIONS = ("gaussian", "laplace")
-REDUCTIONS = ("mean", "sum", "none")
 
 
 def predicted_gradient_noise(shape, q_dist: str, sample_lambda: float, like: torch.Tensor) -> torch.Tensor:
     """Noise for the sampling variant (+S): Gaussian with std sqrt(1/(2λ)) or Laplace with scale 1/λ."""
     if q_dist == "gaussian":
         return torch.randn(shape, dtype=like.dtype, device=like.device) * math.sqrt(1.0 / (2.0 * sample_lambda))
-    # Laplace as the difference of two unit exponentials, scaled: exact and uses only torch's global RNG.
-    e = torch.empty((2, *shape), dtype=like.dtype, device=like.device).exponential_()
-    return (e[0] - e[1]) / sample_lambda
+    return unit_laplace(shape, like) / sample_lambda
 
 
 def limit_loss(
@@ -84,17 +85,15 @@ def limit_loss(
     """
     if q_dist not in Q_DISTRIBUTIONS:
         raise ValueError(f"q_dist must be one of {Q_DISTRIBUTIONS}, not {q_dist!r}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
-    reduce = {"mean": torch.mean, "sum": torch.sum, "none": lambda t: t}[reduction]
+    check_reduction(reduction)
     p_f = logits.detach().softmax(dim=1)
     p_q = q_logits.softmax(dim=1)
     g_hat = p_f - p_q  # ĝ, differentiable w.r.t. q only (for the penalty)
 
     # q-network: match the true gradient g = s(f) - e_y, i.e. ĝ - g = e_y - s(q), and keep ĝ small.
     mismatch = p_q - F.one_hot(targets, num_classes=logits.shape[1]).to(p_q.dtype)
-    fit = reduce((mismatch.pow(2) if q_dist == "gaussian" else mismatch.abs()).sum(dim=1))
-    penalty = reduce(g_hat.pow(2).sum(dim=1))
+    fit = reduce((mismatch.pow(2) if q_dist == "gaussian" else mismatch.abs()).sum(dim=1), reduction)
+    penalty = reduce(g_hat.pow(2).sum(dim=1), reduction)
     q_loss = fit + beta * penalty
 
     # Classifier: a surrogate whose gradient w.r.t. the logits is ĝ / B (ĝ with "sum"; ĝ detached, so
@@ -103,7 +102,7 @@ def limit_loss(
     if sample_lambda is not None:
         g_hat = g_hat + predicted_gradient_noise(g_hat.shape, q_dist, sample_lambda, g_hat)
     if train_classifier:
-        surrogate = reduce((logits * g_hat).sum(dim=1))
+        surrogate = reduce((logits * g_hat).sum(dim=1), reduction)
         q_loss = q_loss + (surrogate - surrogate.detach())
 
     if parts is not None:
@@ -134,8 +133,7 @@ class LIMIT(nn.Module):
         super().__init__()
         if q_dist not in Q_DISTRIBUTIONS:
             raise ValueError(f"q_dist must be one of {Q_DISTRIBUTIONS}, not {q_dist!r}")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
+        check_reduction(reduction)
         self.reduction = reduction
         self.classifier = classifier
         self.q_network = q_network

@@ -14,19 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-REDUCTIONS = ("mean", "sum", "none")
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {reduction!r}")
-
-
-def _reduce(per_example: torch.Tensor, reduction: str) -> torch.Tensor:
-    _check_reduction(reduction)
-    if reduction == "mean":
-        return per_example.mean()
-    return per_example.sum() if reduction == "sum" else per_example
+from .reductions import REDUCTIONS, check_reduction as _check_reduction, reduce as _reduce, unit_laplace  # noqa: F401 (REDUCTIONS: kept here too)
 
 
 def mae_loss(logits: torch.Tensor, targets: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
@@ -137,8 +125,7 @@ def logit_gradient_noise(logits: torch.Tensor, dist: str, sigma: float) -> torch
     if dist == "gaussian":
         noise = torch.randn_like(logits) * sigma
     elif dist == "laplace":
-        e = torch.empty((2, *logits.shape), dtype=logits.dtype, device=logits.device).exponential_()
-        noise = (e[0] - e[1]) * (sigma / 2 ** 0.5)
+        noise = unit_laplace(logits.shape, logits) * (sigma / 2 ** 0.5)
     else:
         raise ValueError(f"gradient noise must be gaussian or laplace, not {dist!r}")
     surrogate = (logits * noise).sum(1).mean()

@@ -1,232 +1,25 @@
-"""The architectures (docs/method.md §6), registered by name: ``build_model("cnn4", (1, 28, 28), 10)``;
-and :func:`fuse_for_eval`, the evaluation copy of a trained network with BatchNorm folded in."""
+"""The architectures (docs/method.md §6; their modules in :mod:`limitlab.architectures`), registered by
+name: ``build_model("cnn4", (1, 28, 28), 10)``; ImageNet weights for resnet50; and, re-exported from
+:mod:`limitlab.fuse`, :func:`fuse_for_eval`."""
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from .errors import LimitlabError
+from .architectures import _RESNETS, CNN4, MLP, BasicBlock, Bottleneck, ResNet, WholeInputConv2d
+from .errors import LimitlabError, first_line
 from .factories import build_from_factory, is_factory_spec, load_factory
+from .fuse import fuse_for_eval
 from .registry import Registry, decorator
 
-
-class WholeInputConv2d(nn.Conv2d):
-    """A Conv2d for inputs exactly the size of its kernel (no padding), which is a matrix product:
-    [B, C·k·k] @ [C·k·k, C_out]. Same parameters and function as ``nn.Conv2d`` (other input sizes
-    fall back to it); computed as a matrix product because CPU convolution kernels ran this shape
-    (cnn4's last conv, 3×3 → 1×1) about 3× slower forward and backward (benchmarks/RESULTS.md)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[-2:]) != self.kernel_size or self.padding != (0, 0) or self.groups != 1:
-            return super().forward(x)
-        # (H, W, C) order on both sides: a free view of a channels_last input
-        weight = self.weight.permute(0, 2, 3, 1).flatten(1)
-        return F.linear(x.permute(0, 2, 3, 1).flatten(1), weight, self.bias)[:, :, None, None]
-
-
-def _conv_bn_relu(c_in: int, c_out: int, k: int, s: int, p: int, conv: type[nn.Conv2d] = nn.Conv2d,
-                  ) -> list[nn.Module]:
-    return [conv(c_in, c_out, k, s, p, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-
-
-class CNN4(nn.Module):
-    """The paper's 4-layer MNIST CNN: conv32 k4s2p1 → conv32 k4s2p1 → conv64 k3s2 → conv256 k3s1
-    (each BN + ReLU) → fc128 ReLU → fc K. The q-network variant (``fc_batchnorm=True``) has BN in
-    fc128. Input [B, C, 28, 28] (the conv stack reduces 28×28 to 1×1)."""
-
-    def __init__(self, in_channels: int, num_classes: int, fc_batchnorm: bool = False, dropout: float = 0.0,
-                 head_bias: bool = True):
-        super().__init__()
-        self.features = nn.Sequential(
-            *_conv_bn_relu(in_channels, 32, 4, 2, 1),
-            *_conv_bn_relu(32, 32, 4, 2, 1),
-            *_conv_bn_relu(32, 64, 3, 2, 0),
-            *_conv_bn_relu(64, 256, 3, 1, 0, conv=WholeInputConv2d),  # 3×3 → 1×1
-            nn.Flatten(),
-        )
-        hidden = [nn.Linear(256, 128, bias=not fc_batchnorm)]
-        if fc_batchnorm:
-            hidden.append(nn.BatchNorm1d(128))
-        hidden += [nn.ReLU(inplace=True), nn.Dropout(dropout)]
-        self.hidden = nn.Sequential(*hidden)
-        self.head = nn.Linear(128, num_classes, bias=head_bias)
-
-    def forward_features(self, x):
-        """z: the input of the last layer [B, 128]."""
-        return self.hidden(self.features(x))
-
-    def forward(self, x):
-        return self.head(self.forward_features(x))
-
-
-class MLP(nn.Module):
-    """The paper's MLP for the memorization study: ``depth`` × [fc ``width``, BN, ReLU] → fc K,
-    with optional dropout after each hidden layer. Input [B, ...] is flattened."""
-
-    def __init__(self, in_features: int, num_classes: int, width: int = 512, depth: int = 4, dropout: float = 0.0,
-                 head_bias: bool = True):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        for i in range(depth):
-            layers += [nn.Linear(in_features if i == 0 else width, width, bias=False),
-                       nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-        self.hidden = nn.Sequential(*layers)
-        self.head = nn.Linear(width if depth else in_features, num_classes, bias=head_bias)
-
-    def forward_features(self, x):
-        """z: the input of the last layer [B, width] ([B, in_features] when depth is 0)."""
-        return self.hidden(x)
-
-    def forward(self, x):
-        return self.head(self.forward_features(x))
-
-
-def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-
-
-def _conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False)
-
-
-class BasicBlock(nn.Module):
-    """Two 3×3 convs (BN, ReLU) with an identity or 1×1-conv shortcut (ResNet-18/34)."""
-
-    expansion = 1
-
-    def __init__(self, c_in: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = _conv3x3(c_in, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or c_in != planes:
-            self.downsample = nn.Sequential(_conv1x1(c_in, planes, stride), nn.BatchNorm2d(planes))
-
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn2
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
-
-
-class Bottleneck(nn.Module):
-    """1×1 → 3×3 (carries the stride, as torchvision's v1.5) → 1×1 (×4 channels), each with BN,
-    plus an identity or 1×1-conv shortcut (ResNet-50)."""
-
-    expansion = 4
-
-    def __init__(self, c_in: int, planes: int, stride: int = 1):
-        super().__init__()
-        out = planes * self.expansion
-        self.conv1 = _conv1x1(c_in, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = _conv1x1(planes, out)
-        self.bn3 = nn.BatchNorm2d(out)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if stride != 1 or c_in != out:
-            self.downsample = nn.Sequential(_conv1x1(c_in, out, stride), nn.BatchNorm2d(out))
-
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn3
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
-
-
-class ResNet(nn.Module):
-    """A ResNet with torchvision's module names (``conv1``, ``bn1``, ``layer1.0.conv1``, ...),
-    except that the last layer is ``head`` (not ``fc``).
-
-    ``stem="cifar"``: 3×3 stride-1 conv + BN + ReLU, no max-pool (layer1 sees the full image).
-    ``stem="imagenet"``: 7×7 stride-2 conv + BN + ReLU + 3×3 stride-2 max-pool (÷4).
-    Then four stages of widths 64/128/256/512 (× the block's expansion), global average pool,
-    dropout (``dropout``; 0 = none) and ``head`` = fc K. Kaiming-normal convs, BN weight 1 bias 0;
-    ``zero_init_residual=True`` zeroes each block's last BN weight.
-    """
-
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], in_channels: int,
-                 num_classes: int, stem: str = "cifar", dropout: float = 0.0, head_bias: bool = True,
-                 zero_init_residual: bool = False):
-        super().__init__()
-        if stem not in ("cifar", "imagenet"):
-            raise LimitlabError(f"unknown ResNet stem {stem!r}; choose 'cifar' or 'imagenet'")
-        self.stem = stem
-        if stem == "cifar":
-            self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        else:
-            self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else nn.Identity()
-        c_in = 64
-        stages = []
-        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
-            blocks = []
-            for j in range(n):
-                blocks.append(block(c_in, planes, stride=2 if (i > 0 and j == 0) else 1))
-                c_in = planes * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = stages
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.num_features = c_in
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c_in, num_classes, bias=head_bias)
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, (BasicBlock, Bottleneck)):
-                    nn.init.zeros_(m.last_bn().weight)
-
-    def forward_features(self, x):
-        """z: the globally pooled features, the input of the last layer [B, 512] or [B, 2048]."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
-
-    def forward(self, x):
-        return self.head(self.dropout(self.forward_features(x)))
-
-
-_RESNETS = {
-    "resnet18": (BasicBlock, [2, 2, 2, 2]),
-    "resnet34": (BasicBlock, [3, 4, 6, 3]),
-    "resnet50": (Bottleneck, [3, 4, 6, 3]),
-}
-
-def _one_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+__all__ = ["MODELS", "register_model", "build_model", "default_model", "load_weights", "fuse_for_eval",
+           "CNN4", "MLP", "ResNet", "BasicBlock", "Bottleneck", "WholeInputConv2d", "PRETRAINED"]
 
 
 PRETRAINED_HINT = ("pip install 'limitlab[pretrained]' (torchvision) on a machine where torchvision "
@@ -239,7 +32,7 @@ def torchvision_resnet50_state() -> dict[str, torch.Tensor] | None:
     try:
         import torchvision  # noqa: PLC0415 (optional dependency)
     except Exception as e:  # ImportError, or a RuntimeError when its build does not match torch's
-        warnings.warn(f"resnet50 pretrained=True: torchvision is not available ({_one_line(e)}), "
+        warnings.warn(f"resnet50 pretrained=True: torchvision is not available ({first_line(e)}), "
                       f"so the network starts from random weights, not ImageNet weights; to get them, "
                       f"{PRETRAINED_HINT}", UserWarning, stacklevel=3)
         return None
@@ -247,7 +40,7 @@ def torchvision_resnet50_state() -> dict[str, torch.Tensor] | None:
         source = torchvision.models.resnet50(weights="IMAGENET1K_V1")
     except Exception as e:  # offline, blocked download, corrupt cache, torchvision too old for weights=
         raise LimitlabError(
-            f"could not load torchvision's ImageNet ResNet-50 weights ({_one_line(e)}); connect to "
+            f"could not load torchvision's ImageNet ResNet-50 weights ({first_line(e)}); connect to "
             f"the network once or put the checkpoint in the torch hub cache ($TORCH_HOME), or drop pretrained"
         ) from e
     return {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}
@@ -288,6 +81,10 @@ register_model = decorator(MODELS, ModelSpec)
 
 @register_model("cnn4", description="the paper's 4-layer CNN for 28×28 images (MNIST, Fashion-MNIST)")
 def _cnn4(input_shape, num_classes, *, role="classifier", dropout=0.0, head_bias=True, **_):
+    if len(input_shape) != 3:
+        what = f"rows of {input_shape[0]} features" if len(input_shape) == 1 else f"of shape {tuple(input_shape)}"
+        raise LimitlabError(f"model cnn4 needs 28×28 images [C, 28, 28], but the inputs are {what}; for rows of "
+                            "features use the mlp or linear model (--model mlp, or module='mlp' in LimitClassifier)")
     c, h, w = input_shape
     if (h, w) != (28, 28):
         raise LimitlabError(f"model cnn4 needs 28×28 images but the data are {h}×{w}; use --model mlp")
@@ -397,58 +194,4 @@ def load_weights(module: torch.nn.Module, state: dict, source: str) -> None:
     try:
         module.load_state_dict(state)
     except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise LimitlabError(f"{source}: its weights do not fit this run's model ({first})") from None
-
-
-def _fuse_pair(layer: nn.Module, bn: nn.Module) -> nn.Module | None:
-    """``layer`` followed by ``bn`` as one layer, or None when they are not a Conv2d/Linear + BatchNorm pair."""
-    if not isinstance(bn, _BatchNorm) or not bn.track_running_stats or bn.running_mean is None:
-        return None
-    if isinstance(layer, nn.Conv2d):
-        return fuse_conv_bn_eval(layer, bn)
-    if isinstance(layer, nn.Linear) and layer.out_features == bn.num_features:
-        return fuse_linear_bn_eval(layer, bn)
-    return None
-
-
-def fuse_for_eval(model: nn.Module) -> nn.Module:
-    """An evaluation copy of ``model`` with each BatchNorm folded into the Conv2d or Linear before it.
-
-    BatchNorm in eval mode is an affine map per channel, so ``W x + b`` followed by it is again
-    ``W' x + b'``: the copy computes the same function as ``model.eval()`` (up to float rounding)
-    with one pass over the activations less per BatchNorm. Pairs folded: consecutive modules in a
-    plain ``nn.Sequential`` (whose forward feeds each output only to the next module: cnn4, mlp,
-    the ResNets' shortcuts, and such blocks in a user's network) and ``convN``/``bnN`` of this
-    module's ResNets and blocks, whose forwards apply ``bnN`` right after ``convN``. That covers
-    every BatchNorm of :data:`MODELS` ("linear" has none). Any other BatchNorm is kept, so the copy
-    stays exact for any network. The copy is in eval mode without gradients; ``model`` (and its
-    ``training`` flag) is left untouched.
-
-    Parameters
-    ----------
-    model : nn.Module
-        A trained network.
-
-    Returns
-    -------
-    nn.Module
-        The fused copy, on ``model``'s device, in the memory format of ``model``'s weights.
-    """
-    fused = copy.deepcopy(model).eval()
-    for module in list(fused.modules()):
-        if type(module) is nn.Sequential:  # not a subclass: its forward may use the layers otherwise
-            for i in range(len(module) - 1):
-                merged = _fuse_pair(module[i], module[i + 1])
-                if merged is not None:
-                    module[i], module[i + 1] = merged, nn.Identity()
-        if type(module) not in (ResNet, BasicBlock, Bottleneck):
-            continue
-        names = dict(module.named_children())
-        for name, child in names.items():
-            if name.startswith("conv") and f"bn{name[4:]}" in names:
-                merged = _fuse_pair(child, names[f"bn{name[4:]}"])
-                if merged is not None:
-                    setattr(module, name, merged)
-                    setattr(module, f"bn{name[4:]}", nn.Identity())
-    return fused.requires_grad_(False)
+        raise LimitlabError(f"{source}: its weights do not fit this run's model ({first_line(e)})") from None

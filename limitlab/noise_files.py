@@ -106,17 +106,47 @@ def read_pt_labels(path: Path, key: str | None) -> tuple[np.ndarray, dict]:
     contents = obj if isinstance(obj, dict) else {}
     if isinstance(obj, dict):
         keys = [str(k) for k in obj]
+        if not keys:
+            raise LimitlabError(f"{path} holds an empty dict; it needs the label array (e.g. {{'noisy_label': labels}})")
         if key is None:
             raise LimitlabError(f"{path} holds several arrays ({', '.join(keys)}); choose one with "
                                 f"labels:{path}:KEY, e.g. labels:{path}:{keys[0]}")
-        if key not in obj:
+        same = [k for k in obj if str(k) == key]  # KEY is text; a dict saved with int keys {1: ...} matches too
+        if key not in obj and len(same) != 1:
             raise LimitlabError(f"{path} has no key {key!r}; its keys are {', '.join(keys)}")
-        obj = obj[key]
+        obj = obj[key if key in obj else same[0]]
     elif key is not None:
         raise LimitlabError(f"{path} holds a single array, not a dict, so it takes no key; drop ':{key}'")
-    if isinstance(obj, torch.Tensor):
-        obj = obj.numpy()
-    return np.asarray(obj), contents
+    where = f"{path}" + (f" [{key}]" if key else "")
+    if "clean_label" in contents:  # compared with the dataset's labels by load_noisy_labels
+        try:
+            contents = {**contents, "clean_label": _tensor_as_array(contents["clean_label"], where)}
+        except LimitlabError:
+            contents = {k: v for k, v in contents.items() if k != "clean_label"}
+    return _tensor_as_array(obj, where), contents
+
+
+def _tensor_as_array(obj, where: str) -> np.ndarray:
+    """A loaded tensor (or array) as a numpy array: half-precision floats (bfloat16, float8, which
+    numpy lacks) as float32; a sparse, quantized or otherwise non-plain tensor refused in one sentence."""
+    import torch
+
+    if not isinstance(obj, torch.Tensor):
+        return np.asarray(obj)
+    if obj.layout != torch.strided:
+        raise LimitlabError(f"the labels in {where} are a sparse tensor ({obj.layout}); save a dense one "
+                            "(tensor.to_dense()) or a numpy array")
+    if obj.is_floating_point() and obj.dtype not in (torch.float16, torch.float32, torch.float64):
+        obj = obj.float()  # bfloat16 and float8 hold small integers exactly; checked as labels later
+    try:
+        return obj.detach().cpu().numpy()
+    except (TypeError, RuntimeError) as e:
+        raise LimitlabError(f"the labels in {where} are a {obj.dtype} tensor that cannot be read as class "
+                            f"indices ({_first(e)}); save them as an int64 tensor or numpy array") from None
+
+
+def _first(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
 
 
 def read_label_file(path: Path, key: str | None = None) -> tuple[np.ndarray, dict]:

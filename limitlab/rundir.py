@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -19,8 +20,9 @@ import numpy as np
 import torch
 
 from .errors import LimitlabError
+from .runlock import LOCK, RunLock, handed_to_me, lock_holder  # noqa: F401 (lock_holder: rundir's API)
 
-CONFIG, METRICS, NOISY_LABELS, SUMMARY, LOCK = "config.json", "metrics.jsonl", "noisy_labels.npz", "summary.json", ".lock"
+CONFIG, METRICS, NOISY_LABELS, SUMMARY = "config.json", "metrics.jsonl", "noisy_labels.npz", "summary.json"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
 # A method's extra arrays (its ``prepare`` hook's ``extras``), saved as NAME.csv: fw's estimated T.
 EXTRAS = ("fw_transition",)
@@ -80,9 +82,26 @@ def check_output_dir(path: str | Path, flag: str) -> None:
             raise LimitlabError(f"{flag} {path}: {folder} is a symbolic link to nothing; choose another {flag}")
 
 
+def finite(obj):
+    """``obj`` (dicts, lists, numbers, ...) with every NaN and ±inf replaced by None, so that it is
+    written as strict JSON (``null``), which every JSON reader accepts (a bare NaN is not JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def json_text(obj, indent: int | None = None) -> str:
+    """``obj`` as strict JSON: non-finite numbers become ``null`` (see :func:`finite`)."""
+    return json.dumps(finite(obj), indent=indent, allow_nan=False)
+
+
 def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode())
+    """Write ``obj`` as indented strict JSON (NaN as null), atomically."""
+    atomic_write_bytes(path, (json_text(obj, indent=2) + "\n").encode())
 
 
 def save_torch(path: Path, obj) -> None:
@@ -138,65 +157,33 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def write_metrics(run: Path, rows: list[dict]) -> None:
-    """Replace a run's ``metrics.jsonl`` by ``rows``, atomically."""
-    atomic_write_bytes(Path(run) / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    """Replace a run's ``metrics.jsonl`` by ``rows`` (strict JSON, NaN as null), atomically."""
+    atomic_write_bytes(Path(run) / METRICS, "".join(json_text(r) + "\n" for r in rows).encode())
 
 
 def append_metrics(run: Path, row: dict) -> None:
-    """Append one epoch's record to a run's ``metrics.jsonl``."""
-    with open(Path(run) / METRICS, "a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
+    """Append one epoch's record (strict JSON, NaN as null) to a run's ``metrics.jsonl``.
 
-
-def _pid_alive(pid: int) -> bool:
+    All or nothing: when the write fails (a full disk), the file is cut back to its earlier length, so
+    it never holds a torn line, and LimitlabError names the file and the reason."""
+    path = Path(run) / METRICS
+    data = (json_text(row) + "\n").encode()
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def lock_holder(run: Path) -> int | None:
-    """The pid of the live process (other than this one) that holds ``run``'s lock, else None."""
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise LimitlabError(f"cannot write {path}: {e.strerror or e}") from None
     try:
-        pid = int((Path(run) / LOCK).read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    if pid and pid != os.getpid() and _pid_alive(pid):
-        return pid
-    return None
-
-
-class RunLock:
-    """An exclusive lock file in the run directory, held while a process writes the run.
-
-    A lock left by a process that no longer exists (a killed run) is taken over.
-    """
-
-    def __init__(self, run: Path):
-        self.path = Path(run) / LOCK
-
-    def __enter__(self):
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pid = lock_holder(self.path.parent)
-                if pid:
-                    raise LimitlabError(f"the run directory {self.path.parent} is in use by process {pid}; "
-                                        "wait for it to finish or choose another --out") from None
-                self.path.unlink(missing_ok=True)  # stale lock of a dead process
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            return self
-        raise LimitlabError(f"cannot lock the run directory {self.path.parent}; choose another --out")
-
-    def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:  # a full disk, a quota
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise LimitlabError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu", keys: tuple[str, ...] = ()) -> dict:
@@ -325,7 +312,7 @@ def prepare_run_dir(run: Path, resume: bool, overwrite: bool) -> Path | None:
             raise LimitlabError(f"--out {run} is a symbolic link to nothing; choose another --out")
     if run.exists() and not run.is_dir():
         raise LimitlabError(f"--out {run} is a file, not a directory; choose another --out")
-    if run.exists() and any(run.iterdir()):
+    if run.exists() and any(not (p.name == LOCK and handed_to_me(run)) for p in run.iterdir()):
         if not overwrite:
             raise LimitlabError(f"--out {run} is not empty; pass --resume to continue that run, "
                                 "--overwrite to replace it, or choose another --out")

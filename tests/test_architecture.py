@@ -18,14 +18,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "limitlab"
 LAYERS = [
     ("foundation", ["limitlab.errors", "limitlab.registry"]),
     ("datasets", ["limitlab.data", "limitlab.data.*"]),
-    ("noise", ["limitlab.noise_files", "limitlab.noise"]),
+    ("noise", ["limitlab.noise_files", "limitlab.transitions", "limitlab.noise"]),
     ("measurements", ["limitlab.metrics"]),  # pure functions of predictions and labels
     ("run data", ["limitlab.data.run"]),
-    ("models", ["limitlab.models", "limitlab.factories"]),  # factories: a user's network by import path
-    ("objectives", ["limitlab.limit", "limitlab.losses", "limitlab.objectives", "limitlab.methods"]),
+    ("models", ["limitlab.architectures", "limitlab.fuse", "limitlab.models", "limitlab.factories"]),  # factories: a user's network by import path
+    ("objectives", ["limitlab.reductions", "limitlab.limit", "limitlab.losses", "limitlab.objectives", "limitlab.methods"]),
     ("config", ["limitlab.config"]),
-    ("run directory", ["limitlab.rundir"]),
-    ("loop", ["limitlab.runtime", "limitlab.train"]),
+    ("run directory", ["limitlab.rundir", "limitlab.runlock"]),
+    ("loop", ["limitlab.runtime", "limitlab.epoch", "limitlab.loop", "limitlab.train"]),
     ("experiments", ["limitlab.experiments", "limitlab.experiments.*"]),
     ("analysis", ["limitlab.analysis", "limitlab.analysis.*"]),
     ("interfaces", ["*"]),

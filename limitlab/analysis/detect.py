@@ -30,7 +30,7 @@ from .. import metrics, rundir
 from ..config import Config
 from ..data import table_run
 from ..data.run import RunData, prepare_data
-from ..errors import LimitlabError
+from ..errors import LimitlabError, first_line
 from ..methods import METHODS
 from ..runtime import Runtime, resolve_device
 from ..train import build_run_objective, predict
@@ -132,7 +132,7 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
         objective.load_state_dict(ckpt["objective"])
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as e:
         raise LimitlabError(f"{run / rundir.BEST} does not hold the objective of the run's config "
-                            f"({type(e).__name__}: {str(e).splitlines()[0]}); retrain the run") from None
+                            f"({first_line(e)}); retrain the run") from None
     if progress:
         print(f"detect: predicting on {len(data.train)} training examples", file=sys.stderr, flush=True)
 

@@ -48,9 +48,12 @@ def memorization_plot(curves: dict[str, list[dict]], title: str) -> bytes:
     test accuracy (epochs without a test pass are skipped), and the information lower bound."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
-    panels = (("train_noisy_accuracy", "training accuracy on noisy labels"), ("test_accuracy", "clean test accuracy"),
-              ("info_lower_bound_bits", "label-noise information in weights ≥ (bits/example)"))
-    for ax, (key, label) in zip(axes, panels):
+    panels = (("train_noisy_accuracy", "training accuracy on noisy labels", "fit to the noisy training labels"),
+              ("test_accuracy", "clean test accuracy", "accuracy on the clean test set"),
+              ("info_lower_bound_bits", "label-noise information in weights ≥ (bits/example)",
+               "label noise held in the weights"))
+    for ax, (key, label, panel_title) in zip(axes, panels):
+        ax.set_title(panel_title)
         for name, rows in curves.items():
             points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
             if points:

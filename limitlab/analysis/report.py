@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import rundir
+from ..errors import LimitlabError
 from . import plots
 from .runs import collect_runs, curves_csv, read_curves
 from .tables import aggregate, default_select, table_csv, table_markdown
@@ -14,7 +15,8 @@ from .tables import aggregate, default_select, table_csv, table_markdown
 def write_report(root: str | Path, out: str | Path | None = None, preset=None) -> dict[str, Path]:
     """Collect the runs under ``root`` and write ``report.md``, ``report.csv``, ``accuracy_vs_noise.png``
     and ``curves.png`` into ``out`` (default: ``root``), atomically. With ``preset`` (a name, a JSON grid
-    file or a Preset) the hyperparameters selected are that preset's, and missing runs are marked."""
+    file or a Preset) the hyperparameters selected are that preset's, and missing runs are marked. A ``root``
+    without runs is a LimitlabError, before anything is written."""
     root = Path(root)
     out = Path(out) if out is not None else root
     select = default_select()
@@ -24,6 +26,9 @@ def write_report(root: str | Path, out: str | Path | None = None, preset=None) -
         preset = load_grid(preset)
         select = preset.select
     runs = collect_runs(root)
+    if not runs:
+        raise LimitlabError(f"{root} holds no runs (no folder under it has a {rundir.CONFIG} with a {rundir.METRICS} "
+                            f"or {rundir.SUMMARY}); give the folder that limitlab train --out or sweep --out wrote into")
     rows = aggregate(runs, select=select, preset=preset)
     complete = sum(r.complete for r in runs)
     header = [f"# limitlab report: {root}", "",

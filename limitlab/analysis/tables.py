@@ -77,6 +77,15 @@ def _mean_std(values: list) -> tuple[float | None, float | None]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def _per_seed(group: list[RunRecord], key: str) -> list:
+    """``summary[key]`` per distinct seed of ``group`` (sorted by seed): runs of the same seed (copies
+    of a run, or a run trained twice) are averaged into one value, so that they count as one seed."""
+    by_seed: dict = {}
+    for r in group:
+        by_seed.setdefault(r.config["seed"], []).append(r.summary.get(key))
+    return [_mean_std(by_seed[seed])[0] for seed in sorted(by_seed)]
+
+
 def _fmt_value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -137,22 +146,27 @@ def _row(cell: tuple, entry: _Cell) -> Row:
     if entry.settings:
         def score(item):
             setting, group = item
-            return (sum(r.summary["best_val_accuracy"] for r in group) / len(group), len(group))
+            values = _per_seed(group, "best_val_accuracy")
+            return (_mean_std(values)[0] or 0.0, len(values))
 
         # max() keeps the first of equal scores; settings are sorted so that the choice is deterministic
         ordered = sorted(entry.settings.items(), key=lambda item: _json_key(item[0]))
         setting, group = max(ordered, key=score)
         group = sorted(group, key=lambda r: r.config["seed"])
         summaries = [r.summary for r in group]
+        seeds = [r.config["seed"] for r in group]
         # show the hyperparameters that vary in the cell (among the runs found or expected)
         tried = [dict(s) for s in (*entry.settings, *expected)]
         row.selected = {k: v for k, v in setting if len({_json_key(t[k]) for t in tried}) > 1}
-        row.seeds = len(group)
-        row.seed_list = [r.config["seed"] for r in group]
-        row.test_accuracy_mean, row.test_accuracy_std = _mean_std([s["test_accuracy"] for s in summaries])
+        row.seed_list = sorted(set(seeds))
+        row.seeds = len(row.seed_list)   # distinct seeds: copies of a run are not more evidence
+        row.test_accuracy_mean, row.test_accuracy_std = _mean_std(_per_seed(group, "test_accuracy"))
         row.final_train_noisy_accuracy_mean, row.final_train_noisy_accuracy_std = _mean_std(
-            [s["final_train_noisy_accuracy"] for s in summaries])
-        row.best_val_accuracy_mean = _mean_std([s["best_val_accuracy"] for s in summaries])[0]
+            _per_seed(group, "final_train_noisy_accuracy"))
+        row.best_val_accuracy_mean = _mean_std(_per_seed(group, "best_val_accuracy"))[0]
+        repeated = [f"seed {seed} ×{seeds.count(seed)}" for seed in row.seed_list if seeds.count(seed) > 1]
+        if repeated:
+            notes.append(f"duplicate runs ({', '.join(repeated)}) averaged per seed")
         row.best_epochs = [s.get("best_epoch") for s in summaries]
         row.runs = [str(r.path) for r in group]
         want = expected.get(setting) if expected else entry.seen_seeds

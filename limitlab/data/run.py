@@ -144,7 +144,7 @@ def prepare_data(config: Config, device: torch.device, run_dir: str | Path | Non
     if data.mean is None:  # feature tables: encoded and standardised with the training split only
         if data.frame is not None:
             table = table_run.encode_run_table(data, train_idx, saved)
-        scale, shift = _standardisation(data.train_images[train_idx], device)
+        scale, shift = standardisation(data.train_images[train_idx], device)
         record.update(train_file_row=np.asarray(data.train_rows)[train_idx],
                       feature_names=np.asarray(data.feature_names, dtype=str),
                       class_names=np.asarray(data.class_names, dtype=str))
@@ -175,15 +175,23 @@ def prepare_data(config: Config, device: torch.device, run_dir: str | Path | Non
                    input_shape=tuple(images.shape[1:]), augmentation=data.augmentation, table=table, **common)
 
 
-def _standardisation(x: torch.Tensor, device: torch.device, chunk: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+def standardisation(x: torch.Tensor, device: torch.device, per_channel: bool = False, chunk: int = 1 << 16,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) that standardise each feature of ``x`` [N, ...] (x * scale - shift has mean 0
-    and std 1 over these rows; constant features are only centred). Sums in float64 over chunks of
-    rows: no float64 copy of the whole table."""
-    mean = sum(x[i:i + chunk].double().sum(0) for i in range(0, len(x), chunk)) / len(x)
-    var = sum((x[i:i + chunk].double() - mean).pow(2).sum(0) for i in range(0, len(x), chunk)) / len(x)
+    and std 1 over these rows; constant features are only centred). ``per_channel``: one pair per
+    channel of images [N, C, H, W] (the estimator's image arrays), shaped [C, 1, 1]. Sums in float64
+    over chunks of rows: no float64 copy of the whole table."""
+    dims = (0, *range(2, x.ndim)) if per_channel else (0,)
+    n = x.numel() // max(1, x.shape[1] if per_channel else x[0].numel())
+    view = (-1, *(1,) * (x.ndim - 2)) if per_channel else tuple(x.shape[1:])
+    mean = sum(x[i:i + chunk].double().sum(dims) for i in range(0, len(x), chunk)) / n
+    var = sum((x[i:i + chunk].double() - mean.view(view)).pow(2).sum(dims) for i in range(0, len(x), chunk)) / n
     std = var.sqrt()
     std = torch.where(std > 0, std, torch.ones_like(std))
-    return (1.0 / std).float().to(device), (mean / std).float().to(device)
+    scale, shift = 1.0 / std, mean / std
+    if per_channel:
+        scale, shift = scale.view(-1, *(1,) * (x.ndim - 2)), shift.view(-1, *(1,) * (x.ndim - 2))
+    return scale.float().to(device), shift.float().to(device)
 
 
 def _subset(n: int, config: Config) -> tuple[np.ndarray, np.ndarray]:

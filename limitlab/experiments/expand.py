@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Config
+from ..config import Config, field_infos
 from ..errors import LimitlabError
 from ..methods import METHODS, option_fields
 from ..noise_files import LABEL_FILE_SUFFIXES
@@ -30,11 +30,6 @@ from .presets import CE_RUN, LINK_FIELDS, Preset, load_grid
 # values of these is "another method" of the same cell, not another cell. (Patience too may differ:
 # LIMIT and "+" runs on CIFAR wait longer than their CE run.)
 GENERAL_METHOD_FIELDS = ("init_from", "dropout", "weight_decay", "lr", "patience")
-# Short forms of field names in run names.
-SHORT = {"sample_lambda": "slambda", "grad_noise": "", "gce_q": "q", "penalty_lambda": "lambda",
-         "penalty_beta": "pbeta", "weight_decay": "wd", "train_size": "n", "batch_size": "bs", "model": ""}
-
-
 def method_fields() -> tuple[str, ...]:
     """Fields that make a run "a method" rather than "a cell"."""
     return ("method", *option_fields(), *GENERAL_METHOD_FIELDS)
@@ -98,12 +93,14 @@ def _dataset_part(dataset: str) -> str:
 
 
 def _field_part(name: str, value) -> str:
+    """A field's part of a run name: its short name (declared with the field, limitlab.config.setting)
+    and value, e.g. ``wd0.0001``, ``q0.7``."""
     if name == "grad_noise":
         return str(value).replace(":", "")
+    short = next(info.short for info in field_infos() if info.name == name)
     if isinstance(value, bool):
-        short = SHORT.get(name, name.replace("_", "-"))
         return short if value else f"no-{short}"
-    return f"{SHORT.get(name, name.replace('_', '-'))}{_fmt(value)}"
+    return f"{short}{_fmt(value)}"
 
 
 def run_name(config: Config, axes=()) -> str:
@@ -159,7 +156,13 @@ def expand(preset: str | Path | Preset) -> list[RunSpec]:
     configs: list[Config] = []
     axes_of: list[set] = []
     seen: dict[str, int] = {}
-    for grid in preset.grids:
+    for number, grid in enumerate(preset.grids, 1):
+        if not grid.base and not grid.axes:
+            where = f"preset {preset.name!r}" + (f", grid {number}," if len(preset.grids) > 1 else "")
+            default = Config()
+            raise LimitlabError(f"{where} sets no field (its base and axes are empty), so it would be one run of "
+                                f"every default ({default.dataset}, {default.epochs} epochs); name at least the "
+                                'dataset, e.g. {"base": {"dataset": "mnist"}}')
         keys = list(grid.axes)
         for combo in itertools.product(*(grid.axes[k] for k in keys)):
             for seed in grid.seeds:

@@ -3,6 +3,7 @@ execute it — local subprocesses, or submitit jobs (SLURM) — with their CPU t
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -21,6 +22,30 @@ def build_command(spec: RunSpec, run_dir: str | Path, resume: bool, config_file:
     if config_file is None:
         raise ValueError("a new run needs its config file")
     return cmd + ["--config", str(config_file), "--out", str(run_dir), "--quiet"]
+
+
+def parse_launcher_options(items: list[str]) -> dict:
+    """``--launcher-option KEY=VALUE`` strings as a dict for :class:`SubmititLauncher`; a whole number
+    becomes an int and a decimal a float (``timeout_min=600``), anything else stays text."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise LimitlabError(f"--launcher-option {item!r} is not KEY=VALUE; write e.g. --launcher-option "
+                                "cluster=slurm or --launcher-option timeout_min=600")
+        options[key.strip()] = _number_or_text(value.strip())
+    return options
+
+
+def _number_or_text(value: str):
+    for kind in (int, float):
+        try:
+            number = kind(value)
+        except ValueError:
+            continue
+        if math.isfinite(number):
+            return number
+    return value
 
 
 def cores() -> int:

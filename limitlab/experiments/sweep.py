@@ -7,8 +7,10 @@ Each run is one ``python -m limitlab train --config FILE --out OUT/NAME --quiet`
 that was interrupted: ``--out OUT/NAME --resume``), so a crash or a kill affects one run only, and
 re-running the same sweep continues where it stopped: complete runs (``summary.json``) are skipped,
 interrupted ones (``config.json`` without a summary) resumed, runs in use by a live process (their
-``.lock``) left alone. The scheduler is one process, so no two of its workers take the same run, and a
-run starts only when the runs it starts from (``"@ce"``) are complete.
+``.lock``) left alone. The scheduler takes a run's lock before it starts the run's process and hands
+it over to that process (:mod:`limitlab.runlock`), so two sweeps on one folder never start the same
+run: each reports the runs the other took as ``taken``. A run starts only when the runs it starts
+from (``"@ce"``) are complete.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import rundir
+from .. import rundir, runlock
 from ..errors import LimitlabError
 from .expand import RunSpec, expand
 from .launchers import LocalLauncher, SubmititLauncher, build_command, cores, last_line, visible_gpus
 from .presets import LINK_FIELDS, Preset, load_grid
 
 SWEEP_DIR = ".sweep"      # under the sweep's output folder: config files and logs of the runs
-FAILED_STATES = ("failed", "locked", "blocked", "conflict")
+FAILED_STATES = ("failed", "locked", "taken", "blocked", "conflict")
 
 
 @dataclass
@@ -35,7 +37,8 @@ class RunStatus:
     """What happened to (or, in a dry run, what would happen to) one run.
 
     state: ``done`` (complete before the sweep), ``completed`` (ran now), ``failed``, ``locked`` (in use
-    by another live process), ``blocked`` (a run it depends on failed or is locked), ``conflict`` (its
+    by another live process), ``taken`` (by another sweep on the same folder, which runs it), ``blocked``
+    (a run it depends on failed or is locked), ``conflict`` (its
     directory holds a different run); in a dry run also ``new``, ``resume`` and ``blocked-by-dependency``
     (waits for runs that are not complete yet)."""
 
@@ -79,17 +82,22 @@ def run_state(spec: RunSpec, out_dir: str | Path) -> tuple[str, str]:
             if differences:
                 return "conflict", (f"{run} holds a different run ({'; '.join(differences[:3])}); remove it or "
                                     "use another output folder")
-            if state == "resume":
-                pid = rundir.lock_holder(run)
-                if pid:
-                    return "locked", f"in use by process {pid}"
+            if state == "resume" and runlock.lock_holder(run):
+                return _locked(run)
             return state, ""
-    pid = rundir.lock_holder(run)
-    if pid:
-        return "locked", f"in use by process {pid}"
-    if run.exists() and (not run.is_dir() or any(p.name != rundir.LOCK for p in run.iterdir())):
+    if runlock.lock_holder(run):
+        return _locked(run)
+    if run.exists() and (not run.is_dir() or any(not runlock.is_lock_file(p.name) for p in run.iterdir())):
         return "conflict", f"{run} exists and is not a limitlab run directory; remove it or use another output folder"
     return "new", ""
+
+
+def _locked(run: Path, pid: int | None = None) -> tuple[str, str]:
+    """(state, message) of a run whose lock a live process holds: ``taken`` by another sweep, else ``locked``."""
+    pid = pid or runlock.lock_holder(run)
+    if runlock.held_by_a_sweep(run):
+        return "taken", f"taken by another sweep (process {pid}), which runs it"
+    return "locked", f"in use by process {pid}"
 
 
 # -------------------------------------------------------------------------------------------- run
@@ -125,6 +133,7 @@ class Scheduler:
         self.pending: list[RunSpec] = list(pending)
         self.total = len(pending)
         self.running: dict[str, _Running] = {}
+        self.created: set[str] = set()    # run folders this sweep made (removed again if left empty)
         self.gpu_load = {g: 0 for g in gpus}
         self.started = 0
         self.logs = out_dir / SWEEP_DIR
@@ -159,18 +168,40 @@ class Scheduler:
             self.pending.remove(s)
             run = self.out_dir / s.name
             state, message = run_state(s, self.out_dir)  # again: another process may have taken it meanwhile
+            existed = run.exists()
+            holder = runlock.claim(run) if state in ("new", "resume") else None  # the run is ours from here on
+            if holder:
+                state, message = _locked(run, holder)
             if state not in ("new", "resume"):
                 self.record(s.name, state, message or "already complete")
+                if state != "done":
+                    _warn(f"{s.name}: {state}: {message}")
                 continue
-            self._start(s, run, resumed=state == "resume")
+            if not existed:
+                self.created.add(s.name)
+            try:
+                self._start(s, run, resumed=state == "resume")
+            except BaseException:
+                self._release(s.name)
+                raise
+
+    def _release(self, name: str) -> None:
+        """Give up the lock of a run whose process ended (it normally removed the lock itself), and the
+        run's folder if this sweep made it and nothing was written into it."""
+        run = self.out_dir / name
+        runlock.release(run)
+        if name in self.created:
+            self.created.discard(name)
+            try:
+                run.rmdir()  # only when empty
+            except OSError:
+                pass
 
     def _start(self, s: RunSpec, run: Path, resumed: bool) -> None:
         config_file = self.logs / "configs" / f"{s.name}.json"
         if not resumed:
-            if (run / rundir.LOCK).exists():  # the stale lock of a dead process, nothing else
-                (run / rundir.LOCK).unlink(missing_ok=True)
             rundir.write_json(config_file, s.resolved_config(self.out_dir).to_dict())
-        env = dict(self.env)
+        env = {**self.env, runlock.LOCK_HANDOFF: str(os.getpid())}  # the run's process takes our lock over
         gpu = None
         if self.gpu_load and not s.config.device.startswith("cpu"):
             gpu = min(self.gpu_load, key=lambda g: self.gpu_load[g])
@@ -202,6 +233,7 @@ class Scheduler:
             if result is None:
                 continue
             del self.running[name]
+            self._release(name)
             if r.gpu is not None:
                 self.gpu_load[r.gpu] -= 1
             rc, message = result
@@ -216,8 +248,9 @@ class Scheduler:
                 _warn(f"FAILED {name}: {why} (log: {err})")
 
     def stop_all(self) -> None:
-        for r in self.running.values():
+        for name, r in self.running.items():
             self.launcher.stop(r.handle)
+            self._release(name)
 
 
 def run_sweep(preset: str | Path | Preset, out_dir: str | Path, jobs: int | None = 1, dry_run: bool = False,
