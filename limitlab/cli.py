@@ -50,12 +50,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"run directories: {runs['ce']}, {runs['limit-l']}")
     if picture_problem():  # one line instead of the picture
         print(picture_problem())
-        return 0
-    from .analysis.report import write_study
+    else:
+        from .analysis.report import write_study
 
-    title = f"limitlab demo: CE against LIMIT_L on the 8×8 digits, {args.noise} label noise, seed {args.seed}"
-    paths = write_study(args.out, "demo", {"CE": runs["ce"], f"LIMIT_L, β = {args.beta:g}": runs["limit-l"]}, title)
-    print(f"curves: {paths['png']}")
+        title = f"limitlab demo: CE against LIMIT_L on the 8×8 digits, {args.noise} label noise, seed {args.seed}"
+        paths = write_study(args.out, "demo", {"CE": runs["ce"], f"LIMIT_L, β = {args.beta:g}": runs["limit-l"]}, title)
+        print(f"curves: {paths['png']}")
+    print(f"fix the labels LIMIT doubts: limitlab review {runs['limit-l']}")
     return 0
 
 
@@ -283,6 +284,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("dir", help="a sweep directory (or any folder of run directories)")
         p.add_argument("--out", default=None, help="where to write the report (default: DIR)")
         p.add_argument("--preset", default=None, help="the preset of the sweep, to mark missing cells and seeds")
+
+    from .review.command import add_review_parser  # limitlab review: its flags live with the review package
+    add_review_parser(sub, command, _DefaultsFormatter)
     return parser
 
 

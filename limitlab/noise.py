@@ -68,7 +68,7 @@ for _spec in (
               lambda k, path: load_transition(path, k), argument="FILE"),
     NoiseSpec("labels", "noisy labels for the official training set, in its order, from a .npy, a .csv/.txt (one "
                         "per line) or a .pt file with KEY (e.g. CIFAR-10N's aggre_label); the dataset's labels stay "
-                        "the true ones", _labels_have_no_matrix, argument="FILE[:KEY]",
+                        "the true ones; -1 leaves an example out", _labels_have_no_matrix, argument="FILE[:KEY]",
               read_labels=load_noisy_labels),
 ):
     NOISE_MODELS.add(_spec)
@@ -164,7 +164,8 @@ def noisy_labels(spec: str, true_labels: np.ndarray, num_classes: int, seed: int
             raise LimitlabError(f"noise spec '{spec}' is missing a file; write it like '{name}:noisy.npy' or "
                                 f"'{name}:CIFAR-10_human.pt:aggre_label'")
         noisy = entry.read_labels(arg, np.asarray(true_labels), check_num_classes(num_classes), search)
-        return noisy, empirical_transition(true_labels, noisy, num_classes)
+        kept = noisy >= 0  # -1: an example left out of the run (limitlab.data.run drops it)
+        return noisy, empirical_transition(np.asarray(true_labels)[kept], noisy[kept], num_classes)
     transition = parse_noise(spec, num_classes)
     return corrupt_labels(true_labels, transition, seed), transition
 

@@ -180,7 +180,7 @@ def read_label_file(path: Path, key: str | None = None) -> tuple[np.ndarray, dic
 
 def load_noisy_labels(argument: str, true_labels: np.ndarray, num_classes: int, search: tuple = ()) -> np.ndarray:
     """The noisy labels of ``labels:FILE[:KEY]`` (``argument`` is ``FILE[:KEY]``), one per official
-    training example, in order.
+    training example, in order; -1 leaves that example out of the run's training and validation splits.
 
     Checked: integers, the same length as ``true_labels`` and in [0, K); and when a .pt file also holds
     ``clean_label`` (CIFAR-10N/100N), that it agrees with ``true_labels``, so that a file for another
@@ -199,9 +199,12 @@ def load_noisy_labels(argument: str, true_labels: np.ndarray, num_classes: int, 
     if len(labels) != n:
         raise LimitlabError(f"{where} has {len(labels)} labels but the dataset's official training set has {n} "
                             "examples; give one label per training example, in the dataset's order")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    # -1 marks an example to leave out of the run (e.g. excluded in `limitlab review`); see data/run.py
+    if labels.size and (labels.min() < -1 or labels.max() >= num_classes):
         raise LimitlabError(f"{where} has labels from {labels.min()} to {labels.max()}, outside the dataset's "
-                            f"classes 0..{num_classes - 1}")
+                            f"classes 0..{num_classes - 1} (and -1, which leaves an example out)")
+    if labels.size and labels.min() == -1 and (labels >= 0).sum() == 0:
+        raise LimitlabError(f"{where} marks every example -1 (left out); keep at least one label")
     clean = contents.get("clean_label")
     if clean is not None and np.shape(clean) == (n,):
         differ = int((np.asarray(clean) != np.asarray(true_labels)).sum())

@@ -51,6 +51,7 @@ def test_wheel_carries_the_package_data(built):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "limitlab/py.typed" in names
     assert "limitlab/data/digits.csv.gz" in names
+    assert {f"limitlab/review/static/{f}" for f in ("index.html", "app.js", "grid.js", "style.css")} <= names
     assert not any(name.startswith(("tests/", "benchmarks/", "docs/")) for name in names)
     version = importlib.metadata.version("limitlab")
     assert wheel.name.startswith(f"limitlab-{version}-")

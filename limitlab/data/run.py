@@ -125,6 +125,10 @@ def prepare_data(config: Config, device: torch.device, run_dir: str | Path | Non
     # (or one label per example from a labels:FILE; relative files are also looked for in the data root).
     noisy_all, transition = noise.noisy_labels(config.noise, given, data.num_classes, config.seed,
                                                search=(resolve_data_dir(config.data_dir),))
+    if (noisy_all < 0).any():  # labels:FILE with -1: those examples are left out of training and validation
+        train_idx, val_idx = train_idx[noisy_all[train_idx] >= 0], val_idx[noisy_all[val_idx] >= 0]
+        if len(train_idx) == 0:
+            raise LimitlabError(f"the labels of --noise {config.noise} leave out (-1) every training example")
     train_true, train_noisy = given[train_idx], noisy_all[train_idx]
     if own_val:
         val_true = np.asarray(data.val_labels)
