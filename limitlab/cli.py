@@ -21,12 +21,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         saved = Config.load(Path(args.out) / "config.json") if (Path(args.out) / "config.json").exists() else None
         if saved is not None:
-            differing = [k for k, v in given.items() if getattr(saved, k) != v and k != "device"]
+            # a table run's file may have moved: --data-dir says where (its checksum is checked)
+            moved = ("data_dir",) if saved.dataset.lower().startswith("table:") else ()
+            differing = [k for k, v in given.items() if getattr(saved, k) != v and k not in ("device", *moved)]
             if differing:
                 raise LimitlabError(f"--resume continues the saved run, but {', '.join('--' + k.replace('_', '-') for k in differing)} "
                                     "differ from its config.json; drop those flags or start a new --out")
         # Everything comes from the saved config, except a --device given now (another machine).
-        config = Config(device=given.get("device", saved.device if saved else "auto"))
+        config = Config(device=given.get("device", saved.device if saved else "auto"), data_dir=given.get("data_dir"))
     elif args.config:
         # A config file (e.g. a run's config.json, or one written by a sweep); flags override it.
         config = Config.from_dict({**Config.load(args.config).to_dict(), **given})

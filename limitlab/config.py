@@ -73,6 +73,8 @@ class Config:
                                             "validation, as in the paper)", group="data")
     label_column: str | None = setting(None, "table:FILE (.csv/.parquet): the column holding the labels "
                                              "(default: label)", group="data")
+    id_column: str | None = setting(None, "table:FILE (.csv/.parquet): a column that identifies each row (not a "
+                                          "feature; the key of each row in label_errors.csv)", group="data")
     # model and method (docs/method.md §2, §6; options per method: limitlab.methods)
     model: str | None = setting(None, "architecture: {models}, or your own network as package.module:factory, "
                                       "called factory(input_shape, num_classes) for each network (default: cnn4 for "

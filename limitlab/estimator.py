@@ -30,7 +30,8 @@ from . import metrics, noise
 from .analysis.detect import label_issues as score_label_issues
 from .data.core import split_train_val
 from .data.run import RunData, Split, standardisation
-from .data.table import DataError, check_features, check_not_sparse, check_same_length, encode_labels
+from .data.table import (DataError, check_features, check_label_values, check_not_sparse, check_same_length,
+                         encode_labels)
 from .epoch import predict
 from .errors import LimitlabError
 from .estimator_params import (OPTION_PREFIX, check_params, is_users_network, make_config, model_builder,
@@ -104,6 +105,10 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
     feature_names_in_ : np.ndarray
         Only when X was a pandas DataFrame with string column names.
+    encoding_summary_ : dict
+        Only when X was a pandas DataFrame: how each column became features (the table step of
+        ``--dataset table:FILE``, docs/your-data.md): ``columns`` (column, used_as, width), ``width``,
+        ``features``. IDs are dropped, text and dates encoded, missing cells imputed.
     label_issues_ : pandas.DataFrame
         One row per training example in input order: ``is_label_issue`` (the prediction differs from
         the given label), ``label_quality`` (in [0, 1], low = suspicious), ``given_label``,
@@ -140,7 +145,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
-            numpy array, pandas DataFrame of numeric columns, or torch tensor.
+            numpy array, pandas DataFrame (any columns: numbers, text, dates, missing cells; encoded
+            as ``--dataset table:FILE`` does, fitted on these rows), or torch tensor.
         y : array-like of shape (n_samples,)
             Labels of any type (strings, non-contiguous integers).
         validation_data : tuple (X_val, y_val), optional
@@ -266,10 +272,21 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         if y is not None and hasattr(X, "__len__") and hasattr(y, "__len__"):
             check_same_length(len(X), len(y))
         options = dict(reset=reset, allow_nd=True, ensure_all_finite=False, dtype="numeric")
+        table = hasattr(X, "columns") and hasattr(X, "iloc")  # a DataFrame: the features step of table:FILE
+        if table or not reset and hasattr(self, "table_encoder_"):
+            options = dict(reset=reset, skip_check_array=True)
+        elif reset:  # an array after a DataFrame: the old table encoding no longer applies
+            for name in ("table_encoder_", "encoding_summary_"):
+                self.__dict__.pop(name, None)
         if fitting or y is not None:  # fitting without y: scikit-learn's "requires y to be passed"
             x, y = validate_data(self, X, y, **options)
         else:
             x = validate_data(self, X, **options)
+        if "skip_check_array" in options:
+            from .data.encoding import estimator_features
+            x, y = estimator_features(self, x, reset), None if y is None else np.asarray(y)
+        if fitting:
+            check_label_values(y)
         if x.ndim == 3:
             x = x[:, None]
         if x.ndim > 4:

@@ -30,8 +30,9 @@ LABEL_ERRORS, DETECTION, SUSPECTS = "label_errors.csv", "detection.json", "suspe
 EPOCH_PROBS = "epoch_probs.npz"  # training-set softmax averaged over the epochs (limitlab.epoch_probs.EpochProbs)
 # Every file limitlab writes into a run directory (paths relative to it): --overwrite deletes a
 # folder only when it holds nothing else.
+TABLE = "table.json"  # table:FILE runs: the table's path, checksum and encoding (limitlab.data.table_run)
 RUN_FILES = (CONFIG, METRICS, NOISY_LABELS, SUMMARY, LOCK, LAST, BEST, *(f"{name}.csv" for name in EXTRAS),
-             LABEL_ERRORS, DETECTION, SUSPECTS, EPOCH_PROBS)
+             LABEL_ERRORS, DETECTION, SUSPECTS, EPOCH_PROBS, TABLE)
 
 
 def extra_file(run: Path, name: str) -> Path:

@@ -21,6 +21,7 @@ import torch
 
 from . import rundir
 from .config import Config
+from .data import table_run
 from .data.run import RunData, prepare_data
 from .epoch import accuracy, evaluate, predict, train_one_epoch
 from .epoch_probs import EpochProbs
@@ -180,6 +181,8 @@ class RunDirectory(Callback):
         if self.main:
             rundir.write_json(out / rundir.CONFIG, loop.config.to_dict())
             rundir.save_npz(out / rundir.NOISY_LABELS, **loop.data.record)
+            if loop.data.table is not None:  # a .csv/.parquet table: its source, checksum and encoding
+                rundir.write_json(out / rundir.TABLE, loop.data.table)
             for name, array in self.extras.items():
                 rundir.atomic_write_bytes(rundir.extra_file(out, name), _csv(array))
             rundir.write_metrics(out, loop.history)  # drops rows of an epoch whose checkpoint was never written
@@ -223,11 +226,14 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
     out = Path(out)
     if resume:  # the run continues under its saved config; only the device is the caller's
         rundir.prepare_run_dir(out, resume=True, overwrite=False)
-        config = dataclasses.replace(Config.load(out / rundir.CONFIG), device=config.device)
+        saved = Config.load(out / rundir.CONFIG)
+        config = dataclasses.replace(saved, device=config.device, data_dir=config.data_dir or saved.data_dir)
     config.validate()
     runtime = start_runtime(config)
     device = runtime.device
-    data = prepare_data(config, device)
+    data = prepare_data(config, device, run_dir=out if resume else None)
+    if data.table is not None and progress and not resume and runtime.is_main:
+        table_run.show(data.table)  # the encoding summary, once
     torch.manual_seed(config.seed)
     objective, extras = build_run_objective(config, data, runtime)
     if is_factory_spec(config.model):  # a user's network: check its output on one batch before writing

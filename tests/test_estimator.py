@@ -219,14 +219,25 @@ def test_fit_leaves_the_global_rng_alone(blobs):
 
 
 # ------------------------------------------------------------------------------- bad input: one sentence each
-def test_nan_and_inf_are_counted_per_named_column(blobs):
+def test_a_dataframe_with_missing_cells_trains_and_inf_names_its_column(blobs):
     x, _, noisy = blobs
     frame = pd.DataFrame(x, columns=list("abcde"))
     frame.iloc[[1, 2], 1] = np.nan
+    clf = LimitClassifier(**{**FAST, "epochs": 1}).fit(frame, noisy)
+    assert clf.encoding_summary_["features"][-1] == "b (missing)" and clf.predict_proba(frame).shape == (300, 3)
     frame.iloc[5, 3] = np.inf
-    with pytest.raises(ValueError, match=r"^X has 3 missing or infinite values \(NaN, inf\) in columns b \(2\), "
-                                         r"d \(1\); fill or drop them before training$"):
+    with pytest.raises(ValueError, match=r"^column 'd' of X has 1 values beyond float32's range"):
         LimitClassifier(**FAST).fit(frame, noisy)
+
+
+def test_nan_and_inf_in_an_array_are_counted_per_column(blobs):
+    x, _, noisy = blobs
+    x = x.copy()
+    x[[1, 2], 1] = np.nan
+    x[5, 3] = np.inf
+    with pytest.raises(ValueError, match=r"^X has 3 missing or infinite values \(NaN, inf\) in columns #1 \(2\), "
+                                         r"#3 \(1\); fill or drop them before training$"):
+        LimitClassifier(**FAST).fit(x, noisy)
 
 
 def test_different_lengths(blobs):

@@ -54,9 +54,12 @@ def test_csv_through_the_cli_and_detect(table_csv, tmp_path, capsys):
     config = Config.load(out / "config.json")
     assert (config.dataset, config.label_column) == (f"table:{table_csv}", "species")
     record = np.load(out / "noisy_labels.npz")
-    assert list(record["feature_names"]) == ["length", "width", "colour=blue", "colour=green", "colour=red"]
-    assert list(record["one_hot_columns"]) == ["colour"] and list(record["class_names"]) == [
-        "setosa", "versicolor", "virginica"]
+    assert list(record["feature_names"]) == ["length", "width", "colour_blue", "colour_green", "colour_red"]
+    assert list(record["class_names"]) == ["setosa", "versicolor", "virginica"]
+    saved = json.loads((out / "table.json").read_text())
+    assert [(c["column"], c["width"]) for c in saved["encoding"]["columns"]] == [("length", 1), ("width", 1),
+                                                                                 ("colour", 3)]
+    assert saved["source"]["path"] == str(table_csv.resolve())
     n_train = N - round(TEST_FRACTION * N)
     assert len(record["train_index"]) + len(record["val_index"]) == n_train
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -83,8 +86,7 @@ def test_csv_through_the_cli_and_detect(table_csv, tmp_path, capsys):
 def test_standardised_with_the_training_split_only(table_csv):
     config = Config(dataset=f"table:{table_csv}", label_column="species", seed=4)
     data = prepare_data(config, torch.device("cpu"))
-    table = read_table(table_csv, "species")
-    x = table.train_images.numpy().astype(np.float64)[data.record["train_index"]]
+    x = data.train.images.numpy().astype(np.float64)
     std = x.std(0)
     std[std == 0] = 1
     np.testing.assert_allclose(data.scale.numpy(), 1 / std, rtol=1e-5)
@@ -158,15 +160,23 @@ def _refused(capsys, tmp_path, dataset, *extra):
     return err[len("limitlab: error: "):]
 
 
-def test_missing_values_name_columns_and_counts(tmp_path, capsys):
+def test_missing_cells_are_imputed_not_refused(tmp_path):
     df = frame()
     df.loc[[3, 4, 9], "width"] = np.nan
     df.loc[7, "colour"] = None
+    df.to_csv(tmp_path / "m.csv", index=False)
+    data = prepare_data(Config(dataset=f"table:{tmp_path / 'm.csv'}", label_column="species"), torch.device("cpu"))
+    names = list(data.record["feature_names"])
+    assert "width (missing)" in names and "colour_nan" in names and "length (missing)" not in names
+    assert torch.isfinite(data.train.images).all() and torch.isfinite(data.test.images).all()
+
+
+def test_an_infinite_value_names_its_column(tmp_path, capsys):
+    df = frame()
     df.loc[8, "length"] = np.inf
     df.to_csv(tmp_path / "m.csv", index=False)
     err = _refused(capsys, tmp_path, f"table:{tmp_path / 'm.csv'}", "--label-column", "species")
-    assert err.endswith("has 5 missing or infinite values (NaN, inf) in columns length (1), width (3), colour (1); "
-                        "fill or drop them before training")
+    assert err.startswith("column 'length' of ") and "beyond float32's range" in err
 
 
 def test_x_and_y_of_different_lengths(tmp_path, capsys):
@@ -212,7 +222,7 @@ def test_test_labels_the_training_set_never_had(tmp_path, capsys):
     np.savez(tmp_path / "t.npz", X=np.zeros((10, 2)), y=np.arange(10) % 2, X_test=np.zeros((3, 2)),
              y_test=np.array([0, 1, 5]))
     err = _refused(capsys, tmp_path, f"table:{tmp_path / 't.npz'}")
-    assert "the test split has label 5 that the training set never has" in err
+    assert "t.npz has label 5 that the training set never has" in err
 
 
 def test_label_column_needs_a_table_dataset(tmp_path, capsys):

@@ -31,6 +31,7 @@ import torch
 
 from .. import metrics, rundir
 from ..config import Config
+from ..data import table_run
 from ..data.run import RunData, prepare_data
 from ..errors import LimitlabError, first_line
 from ..methods import METHODS
@@ -65,6 +66,7 @@ class RunOutputs:
     probs_avg: np.ndarray | None = None  # [N, K] training rows: s(f) averaged over epochs (epoch_probs.npz); others: s(f)
     averaged_over: str | None = None     # which epochs probs_avg averages
     file_row: np.ndarray | None = None  # [N] the row in the user's file (table:FILE datasets)
+    row_key: np.ndarray | None = None   # [N] the row's value in the table's --id-column
     files: list | None = None       # [N] image files (streamed datasets)
 
     def images(self, rows: np.ndarray) -> torch.Tensor | None:
@@ -82,14 +84,15 @@ def _split_rows(data: RunData, name: str, noise_known: bool) -> dict:
     n = 0 if split is None else len(split)
     if name == "train":
         index, labels, corrupted = record["train_index"], record["train_noisy"], record["train_corrupted"]
-        file_row = record.get("train_file_row")
+        file_row, key = record.get("train_file_row"), record.get("train_row_key")
     elif name == "validation":
         index = record["val_index"] if len(record["val_index"]) == n else np.arange(n)  # own validation set
         labels, corrupted, file_row = record["val_labels"], record["val_corrupted"], record.get("val_file_row")
+        key = record.get("val_row_key")
     else:  # the published test labels: untouched by the synthetic noise
         index, labels, corrupted = np.arange(n), split.labels.cpu().numpy(), np.zeros(n, dtype=bool)
-        file_row = record.get("test_file_row")
-    return dict(split=split, index=np.asarray(index, dtype=np.int64), labels=np.asarray(labels, dtype=np.int64),
+        file_row, key = record.get("test_file_row"), record.get("test_row_key")
+    return dict(row_key=None if key is None else np.asarray(key, dtype=object),split=split, index=np.asarray(index, dtype=np.int64), labels=np.asarray(labels, dtype=np.int64),
                 corrupted=np.asarray(corrupted, dtype=bool) if noise_known else None,
                 file_row=None if file_row is None else np.asarray(file_row, dtype=np.int64))
 
@@ -162,8 +165,10 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
     if progress:
         print(f"detect: rebuilding the data of {run} ({config.dataset}, noise {config.noise}, seed {config.seed})",
               file=sys.stderr, flush=True)
-    data = prepare_data(config, runtime.device)
+    data = prepare_data(config, runtime.device, run_dir=run)
     _check_labels(run, config, data)
+    if progress and data.table is not None:
+        table_run.show(data.table)
     objective, _ = build_run_objective(_rebuild_config(config, run), data, runtime)
     q_network = getattr(objective, "q_network", None)
     if require_q and q_network is None:
@@ -203,7 +208,8 @@ def run_outputs(run_dir: str | Path, batch_size: int = 256, device: str = "auto"
                       position=np.concatenate([np.arange(len(p["split"])) for _, p in parts]),
                       index=joined("index"), labels=joined("labels"), corrupted=joined("corrupted"),
                       probs_f=probs_f, probs_q=None if q_network is None else proba(q_network),
-                      probs_avg=probs_avg, averaged_over=averaged_over, file_row=joined("file_row"), files=files)
+                      probs_avg=probs_avg, averaged_over=averaged_over, file_row=joined("file_row"), files=files,
+                      row_key=joined("row_key"))
 
 
 def _averaged(run: Path, data: RunData, has_q: bool, probs_f: np.ndarray) -> tuple[np.ndarray | None, str | None]:
@@ -245,8 +251,9 @@ def _label_errors_csv(r: RunOutputs, issues: LabelIssues, order: np.ndarray) -> 
     # tables: the row in the user's file, and the labels as the file writes them
     classes = r.data.record.get("class_names")
     table = r.file_row is not None and classes is not None
+    key_name = r.config.id_column  # --id-column: each row's key, in a column of that name
     writer.writerow(header + ["is_corrupted"] * (r.corrupted is not None) + ["file"] * (r.files is not None)
-                    + ["file_row", "given_class", "predicted_class"] * table)
+                    + ["file_row", "given_class", "predicted_class"] * table + [key_name] * (r.row_key is not None))
     for rank, i in enumerate(order, 1):
         row = [rank, r.split[i], int(r.index[i]), int(r.labels[i]), int(predicted[i]), f"{s[i]:.6g}",
                bool(flagged[i]), f"{issues.label_quality[i]:.6g}"]
@@ -256,6 +263,8 @@ def _label_errors_csv(r: RunOutputs, issues: LabelIssues, order: np.ndarray) -> 
             row.append(r.files[i])
         if table:
             row += [int(r.file_row[i]), classes[r.labels[i]], classes[predicted[i]]]
+        if r.row_key is not None:
+            row.append(r.row_key[i])
         writer.writerow(row)
     return buf.getvalue().encode()
 

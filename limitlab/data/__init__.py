@@ -96,16 +96,16 @@ def _imagefolder(data_dir, argument, download):
 
 
 @register_dataset("table", description="your own table or embeddings: a .csv or .parquet file (label column "
-                                       "--label-column, default label; other columns are features, non-numeric ones "
-                                       "one-hot encoded) or an .npz with X, y [, X_test, y_test]",
-                  argument="FILE", options=("label_column",))
-def _table(data_dir, argument, download, label_column=None):
+                                       "--label-column, default label; other columns become features: docs/your-data.md) "
+                                       "or an .npz with X, y [, X_test, y_test]",
+                  argument="FILE", options=("label_column", "id_column"))
+def _table(data_dir, argument, download, label_column=None, id_column=None):
     from limitlab.data.table import read_table
 
     path = Path(argument).expanduser()
     if not path.exists() and not path.is_absolute() and (resolve_data_dir(data_dir) / path).exists():
         path = resolve_data_dir(data_dir) / path
-    return read_table(path, label_column)
+    return read_table(path, label_column, id_column)
 
 
 def dataset_specs_text() -> str:

@@ -5,6 +5,7 @@ Training sees only the noisy labels; the true ones are kept for the measurements
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -48,6 +49,7 @@ class RunData:
     record: dict                 # what noisy_labels.npz stores
     augmentation: str | None = None
     file_options: dict | None = None  # root, resize, image_size, workers for streamed splits
+    table: dict | None = None         # .csv/.parquet runs: source and encoding (limitlab.data.table_run)
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         # A float copy (stored float features must not change), normalised in place; scale and shift
@@ -89,9 +91,23 @@ class RunData:
             yield self.to_input(images.to(device, non_blocking=True)), idx.to(device, non_blocking=True)
 
 
-def prepare_data(config: Config, device: torch.device) -> RunData:
-    """Load, split (seeded 80/20 + optional subset), corrupt, and move the data to ``device``."""
-    data = load_dataset(config.dataset, config.data_dir, options={"label_column": config.label_column})
+def prepare_data(config: Config, device: torch.device, run_dir: str | Path | None = None) -> RunData:
+    """Load, split (seeded 80/20 + optional subset), corrupt, and move the data to ``device``.
+
+    ``run_dir``: the run being resumed or scored; a table run's saved record (table.json) then
+    locates its table and checks that the refitted encoding is the same (limitlab.data.table_run).
+    """
+    from limitlab.data import table_run
+
+    saved = table_run.read_record(run_dir) if config.dataset.lower().startswith("table:") else None
+    dataset = config.dataset
+    if saved is not None:
+        argument = config.dataset.partition(":")[2].strip()
+        root = resolve_data_dir(config.data_dir)
+        candidates = [Path(argument).expanduser(), root / argument, root / Path(argument).name]
+        dataset = "table:" + table_run.locate_table(argument, candidates, saved)
+    data = load_dataset(dataset, config.data_dir,
+                        options={"label_column": config.label_column, "id_column": config.id_column})
     as_labels = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.int64, device=device)  # noqa: E731
     streamed = hasattr(data, "train_files")
     given = np.asarray(data.train_labels) if streamed else data.train_labels.numpy()
@@ -101,6 +117,10 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
         train_idx, val_idx = _subset(len(given), config)
     else:
         train_idx, val_idx = split_train_val(len(given), config.val_fraction, config.seed, config.train_size)
+        if data.mean is None and (len(train_idx) < 2 or len(val_idx) < 1):  # a table too small for the splits
+            raise LimitlabError(f"{config.dataset} leaves {len(train_idx)} training and {len(val_idx)} validation "
+                                f"rows after its test split (--val-fraction {config.val_fraction}): too few to "
+                                "train and validate; give more rows")
     # One draw per official training example, so an example's noisy label depends only on the seed
     # (or one label per example from a labels:FILE; relative files are also looked for in the data root).
     noisy_all, transition = noise.noisy_labels(config.noise, given, data.num_classes, config.seed,
@@ -124,15 +144,22 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
         val_corrupted=val_labels != val_true, val_rate=noise.realised_rate(val_true, val_labels),
         transition=transition,
     )
-    if data.mean is None:  # feature tables: standardised with statistics of the training split only
+    table = None
+    if data.mean is None:  # feature tables: encoded and standardised with the training split only
+        if data.frame is not None:
+            table = table_run.encode_run_table(data, train_idx, saved)
         scale, shift = standardisation(data.train_images[train_idx], device)
         record.update(train_file_row=np.asarray(data.train_rows)[train_idx],
                       val_file_row=np.asarray(data.train_rows)[val_idx],
                       feature_names=np.asarray(data.feature_names, dtype=str),
-                      one_hot_columns=np.asarray(list(data.one_hot), dtype=str),
                       class_names=np.asarray(data.class_names, dtype=str))
         if getattr(data, "test_rows", None) is not None:
             record.update(test_file_row=np.asarray(data.test_rows))
+        if data.row_keys is not None:
+            record.update(train_row_key=np.asarray(data.row_keys[train_idx], dtype=str),
+                          val_row_key=np.asarray(data.row_keys[val_idx], dtype=str))
+            if data.test_row_keys is not None:
+                record.update(test_row_key=np.asarray(data.test_row_keys, dtype=str))
     else:  # images: uint8 pixels, per-channel mean and std on the 0..1 scale
         mean = torch.tensor(data.mean, dtype=torch.float32, device=device).view(-1, 1, 1)
         std = torch.tensor(data.std, dtype=torch.float32, device=device).view(-1, 1, 1)
@@ -155,17 +182,21 @@ def prepare_data(config: Config, device: torch.device) -> RunData:
     return RunData(train=Split(as_labels(train_noisy), images[train_idx].to(device)),
                    val=Split(as_labels(val_labels), images[val_idx].to(device)),
                    test=Split(as_labels(data.test_labels), data.test_images.to(device)),
-                   input_shape=tuple(images.shape[1:]), augmentation=data.augmentation, **common)
+                   input_shape=tuple(images.shape[1:]), augmentation=data.augmentation, table=table, **common)
 
 
-def standardisation(x: torch.Tensor, device: torch.device, per_channel: bool = False,
+def standardisation(x: torch.Tensor, device: torch.device, per_channel: bool = False, chunk: int = 1 << 16,
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) that standardise each feature of ``x`` [N, ...] (x * scale - shift has mean 0
     and std 1 over these rows; constant features are only centred). ``per_channel``: one pair per
-    channel of images [N, C, H, W] (the estimator's image arrays), shaped [C, 1, 1]."""
-    x = x.double()
-    dims = (0, *range(2, x.ndim)) if per_channel else 0
-    mean, std = x.mean(dims), x.std(dims, unbiased=False)
+    channel of images [N, C, H, W] (the estimator's image arrays), shaped [C, 1, 1]. Sums in float64
+    over chunks of rows: no float64 copy of the whole table."""
+    dims = (0, *range(2, x.ndim)) if per_channel else (0,)
+    n = x.numel() // max(1, x.shape[1] if per_channel else x[0].numel())
+    view = (-1, *(1,) * (x.ndim - 2)) if per_channel else tuple(x.shape[1:])
+    mean = sum(x[i:i + chunk].double().sum(dims) for i in range(0, len(x), chunk)) / n
+    var = sum((x[i:i + chunk].double() - mean.view(view)).pow(2).sum(dims) for i in range(0, len(x), chunk)) / n
+    std = var.sqrt()
     std = torch.where(std > 0, std, torch.ones_like(std))
     scale, shift = 1.0 / std, mean / std
     if per_channel:

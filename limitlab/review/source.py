@@ -174,7 +174,7 @@ def from_run(run_dir, data_dir=None, device: str = "cpu", batch_size: int = 512,
     runtime = Runtime(resolve_device(device))
     if progress:
         print(f"review: rebuilding the data of {run} ({config.dataset})", file=sys.stderr, flush=True)
-    data = prepare_data(config, runtime.device)
+    data = prepare_data(config, runtime.device, run_dir=run)  # a table run: its recorded file, checked
     rec = data.record
     with np.load(run / rundir.NOISY_LABELS, allow_pickle=False) as saved_labels:
         same = np.array_equal(saved_labels["train_noisy"], rec["train_noisy"])
