@@ -22,7 +22,8 @@ LAYERS = [
     ("measurements", ["limitlab.metrics"]),  # pure functions of predictions and labels
     ("run data", ["limitlab.data.run"]),
     ("models", ["limitlab.architectures", "limitlab.fuse", "limitlab.models", "limitlab.factories"]),  # factories: a user's network by import path
-    ("objectives", ["limitlab.reductions", "limitlab.limit", "limitlab.losses", "limitlab.objectives", "limitlab.methods"]),
+    ("objectives", ["limitlab.reductions", "limitlab.limit", "limitlab.losses", "limitlab.robust_losses",
+                    "limitlab.objectives", "limitlab.objectives_state", "limitlab.methods"]),
     ("config", ["limitlab.config"]),
     ("run directory", ["limitlab.rundir", "limitlab.runlock"]),
     ("loop", ["limitlab.runtime", "limitlab.epoch", "limitlab.epoch_probs", "limitlab.loop", "limitlab.train"]),
