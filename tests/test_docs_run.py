@@ -163,7 +163,8 @@ def run_page(blocks: list[Block], folder: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("LIMITLAB_DATA", str(REPO.parent / "shared" / "data"))
+    # absolute: the pages run in a temporary folder, and CI gives a path relative to the repository
+    env["LIMITLAB_DATA"] = str(Path(env.get("LIMITLAB_DATA", REPO.parent / "shared" / "data")).resolve())
     env["OMP_NUM_THREADS"] = "1"  # the outputs pages show are one thread's (the thread count changes the last bits)
     env["MPLBACKEND"] = "Agg"
     return subprocess.run([sys.executable, __file__, str(folder / ".blocks.json")], cwd=folder, env=env,
