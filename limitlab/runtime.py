@@ -78,6 +78,23 @@ def machine_thread_count():
         torch.set_num_threads(before)
 
 
+_pinned: list[int] = []  # thread counts pinned by pinned_threads(), innermost last
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int):
+    """Run the block with ``n`` torch threads, which :func:`start_runtime` keeps (the demo pins one
+    thread: its numbers then hold on every machine), then restore the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    _pinned.append(n)
+    try:
+        yield
+    finally:
+        _pinned.pop()
+        torch.set_num_threads(before)
+
+
 def resolve_device(name: str) -> torch.device:
     """The torch device for ``--device``: "auto" is CUDA when available, else the CPU."""
     if name == "auto":
@@ -115,6 +132,6 @@ def start_runtime(config) -> Runtime:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     rank = dist.get_rank() if distributed else 0
-    if device.type == "cpu" and not distributed:
+    if device.type == "cpu" and not distributed and not _pinned:  # a pinned count stays
         torch.set_num_threads(machine_threads())
     return Runtime(device, rank, world, precision, distributed)

@@ -32,3 +32,19 @@ def test_thread_count_restored(four_cores, monkeypatch):
     with runtime.machine_thread_count():
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == before
+
+
+def test_start_runtime_applies_the_policy_unless_a_count_is_pinned(four_cores, monkeypatch):
+    from limitlab.config import Config
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    before = torch.get_num_threads()
+    try:
+        with runtime.pinned_threads(1):
+            runtime.start_runtime(Config(device="cpu"))
+            assert torch.get_num_threads() == 1  # the demo's one thread stays
+        assert torch.get_num_threads() == before
+        runtime.start_runtime(Config(device="cpu"))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
