@@ -15,6 +15,8 @@ stopping uses a seeded split of the given (noisy) labels, as in the paper protoc
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -28,6 +30,7 @@ except ImportError as e:  # scikit-learn < 1.6 lacks validate_data
 
 from . import metrics, noise
 from .analysis.detect import label_issues as score_label_issues
+from .budget import resolve
 from .data.core import split_train_val
 from .data.run import RunData, Split, standardisation
 from .data.table import (DataError, check_features, check_label_values, check_not_sparse, check_same_length,
@@ -38,8 +41,9 @@ from .estimator_params import (OPTION_PREFIX, check_params, is_users_network, ma
                                module_name, seed_of, tensor)
 from .loop import BestWeightsInMemory, Loop, ProgressBar, run_epochs
 from .methods import build_objective
-from .runtime import Runtime, resolve_device, resolve_precision
-from .train import check_networks, make_optimizer
+from .onecycle import Adam
+from .runtime import Runtime, machine_thread_count, resolve_device, resolve_precision
+from .train import check_networks
 
 __all__ = ["LimitClassifier", "find_label_issues"]
 
@@ -58,21 +62,34 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
     beta : float, default 10.0
         LIMIT's predicted-gradient norm penalty.
     module : None, str or callable, default None
-        The network. None: an MLP (4 × [fc512, BatchNorm, ReLU]) for 2-D X, the project's default
+        The network. None: for 2-D X an MLP sized to the features (2 × [fc W, BatchNorm, ReLU] with
+        W a power of two near 8 × n_features, between 64 and 512; ``"mlp"`` is the memorization
+        study's 4 × [fc512, BatchNorm, ReLU] whatever the width); for images the project's default
         for image arrays [N, C, H, W] (the paper's CNN for 28×28, a ResNet for colour images of
         32×32 and more, else the MLP). A string: a registered model name ("mlp", "linear", "cnn4", ...)
         or ``"package.module:factory"``. A callable ``module(input_shape, num_classes) -> nn.Module``
         (a fresh network per call; define it at module level so the estimator pickles).
-    epochs : int, default 100
-        The most epochs to train.
-    patience : int or None, default 20
+    epochs : "auto" or int, default "auto"
+        "auto": a budget of optimizer steps (:mod:`limitlab.budget`: 500 steps, at least 20 and at
+        most 300 epochs) with a one-cycle learning rate (warm-up to ``lr`` over 30% of the steps,
+        then cosine decay), whatever the number of rows. An int: at most that many epochs at a
+        constant ``lr``.
+    patience : "auto", int or None, default "auto"
         Stop after this many epochs without a better validation accuracy (None: never early).
-    validation_fraction : float, default 0.2
+        "auto": 400 optimizer steps' worth of epochs with ``epochs="auto"``, else 20.
+    validation_fraction : "auto" or float, default "auto"
         The seeded share of the training rows held out, with their given (noisy) labels, to pick the
-        best epoch. 0 (or too few rows): no early stopping; the last epoch is kept.
-    batch_size : int, default 256
-    lr : float, default 1e-3
-        Adam's learning rate (one optimizer over both of LIMIT's networks).
+        best epoch. 0 (or too few rows): no early stopping; the last epoch is kept. "auto": 0.1 from
+        2,000 rows on, 0 below (a few hundred noisy labels pick an epoch badly; the whole budget
+        trains on every row instead).
+    batch_size : "auto" or int, default "auto"
+        "auto": a power of two near the training rows / 10, between 32 and 1024.
+    lr : "auto" or float, default "auto"
+        Adam's learning rate (one optimizer over both of LIMIT's networks; the peak of the one-cycle
+        schedule with ``epochs="auto"``). "auto": 3e-3 with ``epochs="auto"``, else 1e-3.
+        ``epochs=100, patience=20, validation_fraction=0.2, batch_size=256, lr=1e-3`` is the
+        constant-rate protocol of earlier versions. On the CPU, ``fit`` uses the machine's free
+        cores as torch threads (``OMP_NUM_THREADS`` when set) and restores the thread count after.
     weight_decay : float, default 0.0
     method_options : dict or None, default None
         Further :class:`limitlab.Config` fields for the method, e.g. ``{"warmup": 5}``,
@@ -97,7 +114,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         LIMIT's q-network (None for methods without one).
     history_ : list of dict
         One record per epoch: loss parts, ``train_noisy_accuracy`` (how many given training labels
-        the classifier reproduces: the memorization signal), ``val_accuracy`` (on the held-out noisy
+        the classifier reproduces: the memorization signal; measured with ``fit(..., true_labels=...)``
+        or ``method_options={"train_eval_every": 1}``, else None), ``val_accuracy`` (on the held-out noisy
         labels; None without validation rows), ``test_accuracy`` (None: there is no test split) and
         seconds; with ``fit(..., true_labels=...)`` also ``train_clean_accuracy``,
         ``memorized_fraction``, ``corrected_fraction`` and ``info_lower_bound_bits``.
@@ -115,8 +133,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         ``predicted_label`` (cleanlab's columns; see :func:`find_label_issues`).
     """
 
-    def __init__(self, *, method="limit-l", beta=10.0, module=None, epochs=100, patience=20,
-                 validation_fraction=0.2, batch_size=256, lr=1e-3, weight_decay=0.0, method_options=None,
+    def __init__(self, *, method="limit-l", beta=10.0, module=None, epochs="auto", patience="auto",
+                 validation_fraction="auto", batch_size="auto", lr="auto", weight_decay=0.0, method_options=None,
                  device="auto", random_state=None, verbose=False):
         self.method = method
         self.beta = beta
@@ -178,7 +196,10 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         classes, y_idx, _ = encode_labels(y)
         n, k = len(y_idx), len(classes)
         seed = seed_of(self.random_state)
-        config = make_config(self, seed)
+        plan = resolve(n, math.prod(x.shape[1:]), epochs=self.epochs, patience=self.patience, lr=self.lr,
+                       validation_fraction=self.validation_fraction, batch_size=self.batch_size,
+                       given_validation=validation_data is not None)
+        config = make_config(self, seed, plan, true_labels is not None)
         device = resolve_device(self.device)
         runtime = Runtime(device, precision=resolve_precision(config.precision, device))
 
@@ -189,9 +210,9 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             _, _, y_val_idx = encode_labels(y, y_val, test_what="validation_data")
             train_idx, val_idx = np.arange(n), np.zeros(0, dtype=np.int64)
         else:
-            n_val = int(round(self.validation_fraction * n))
+            n_val = int(round(plan.validation_fraction * n))
             if n_val >= 1 and n - n_val >= 2:
-                train_idx, val_idx = split_train_val(n, self.validation_fraction, seed)
+                train_idx, val_idx = split_train_val(n, plan.validation_fraction, seed)
             else:
                 train_idx, val_idx = np.arange(n), np.zeros(0, dtype=np.int64)
             x_val, y_val_idx = x[val_idx], y_idx[val_idx]
@@ -215,14 +236,19 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
                               x.shape[1:], k, scale, shift, noisy_entropy)
 
         forked = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=forked):  # leave the caller's global RNG as it was
+        # leave the caller's global RNG (and torch's thread count) as they were
+        with torch.random.fork_rng(devices=forked), machine_thread_count():
             torch.manual_seed(seed)
-            make_model = model_builder(self.module, self.method, tuple(x.shape[1:]), k, config.dropout)
+            make_model = model_builder(self.module, self.method, tuple(x.shape[1:]), k, config.dropout, plan)
             objective = build_objective(self.method, make_model, config, {"num_train": len(data.train), "num_classes": k})
             objective = objective.to(device, memory_format=torch.channels_last)
             check_networks(objective, data, module_name(self.module))
-            # The loop of `limitlab train` (limitlab.loop), with the best weights kept in memory.
-            loop = Loop(objective, make_optimizer(objective, config, device), data, config, runtime,
+            # The loop of `limitlab train` (limitlab.loop), with the best weights kept in memory and
+            # Adam without torch._dynamo's import (limitlab.onecycle), one-cycle over the step budget
+            steps = config.epochs * math.ceil(len(data.train) / config.batch_size) if plan.one_cycle else None
+            optimizer = Adam(objective.optimized_parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                             total_steps=steps)
+            loop = Loop(objective, optimizer, data, config, runtime,
                         torch.Generator().manual_seed(seed), lr_name="lr", truth_known=true_labels is not None,
                         network=module_name(self.module) if is_users_network(self.module) else None)
             bar = [ProgressBar(f"LimitClassifier {self.method}", always=True)] if self.verbose else []
@@ -235,6 +261,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             self.q_network_.eval()
         self.history_, self.best_epoch_ = loop.history, loop.best["epoch"]
         self._scale, self._shift, self._runtime = data.scale, data.shift, runtime
+        self._eval_batch_size = config.eval_batch_size
         self.label_issues_ = self._issue_table(x_all, y_idx)
         return self
 
@@ -311,7 +338,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         labels = torch.zeros(len(x), dtype=torch.int64, device=x.device)
         data = self._run_data(Split(labels, x), Split(labels[:0], x[:0]), labels, self._input_shape,
                               len(self.classes_), self._scale, self._shift)
-        probs = predict(model, data, data.train, batch_size=max(1024, self.batch_size), runtime=self._runtime,
+        probs = predict(model, data, data.train, batch_size=self._eval_batch_size, runtime=self._runtime,
                         proba=True)
         probs = probs.double().cpu().numpy()
         return probs / probs.sum(1, keepdims=True)

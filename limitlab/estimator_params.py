@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .budget import Budget
 from .config import Config, check_field, field_infos
 from .errors import LimitlabError
 from .factories import build_from_factory, is_factory_spec, load_factory
@@ -36,14 +37,17 @@ def check_params(est) -> None:
     checks = [
         (isinstance(est.method, str) and est.method in METHODS,
          f"method must be one of {', '.join(METHODS)}, not {est.method!r}"),
-        (is_int(est.epochs) and est.epochs >= 1, f"epochs must be an integer >= 1, not {est.epochs!r}"),
-        (est.patience is None or is_int(est.patience) and est.patience >= 1,
-         f"patience must be None or an integer >= 1, not {est.patience!r}"),
-        (isinstance(est.validation_fraction, (int, float)) and 0 <= est.validation_fraction < 1,
-         f"validation_fraction must be in [0, 1), not {est.validation_fraction!r}"),
-        (is_int(est.batch_size) and est.batch_size >= 2,
-         f"batch_size must be an integer >= 2, not {est.batch_size!r}"),
-        (isinstance(est.lr, (int, float)) and est.lr > 0, f"lr must be > 0, not {est.lr!r}"),
+        (est.epochs == "auto" or is_int(est.epochs) and est.epochs >= 1,
+         f"epochs must be 'auto' or an integer >= 1, not {est.epochs!r}"),
+        (est.patience is None or est.patience == "auto" or is_int(est.patience) and est.patience >= 1,
+         f"patience must be 'auto', None or an integer >= 1, not {est.patience!r}"),
+        (est.validation_fraction == "auto"
+         or isinstance(est.validation_fraction, (int, float)) and 0 <= est.validation_fraction < 1,
+         f"validation_fraction must be in [0, 1) or 'auto', not {est.validation_fraction!r}"),
+        (est.batch_size == "auto" or is_int(est.batch_size) and est.batch_size >= 2,
+         f"batch_size must be 'auto' or an integer >= 2, not {est.batch_size!r}"),
+        (est.lr == "auto" or isinstance(est.lr, (int, float)) and not isinstance(est.lr, bool) and est.lr > 0,
+         f"lr must be 'auto' or a number > 0, not {est.lr!r}"),
         (isinstance(est.weight_decay, (int, float)) and est.weight_decay >= 0,
          f"weight_decay must be >= 0, not {est.weight_decay!r}"),
         (isinstance(est.beta, (int, float)) and est.beta >= 0, f"beta must be >= 0, not {est.beta!r}"),
@@ -61,9 +65,11 @@ def check_params(est) -> None:
             raise ValueError(message)
 
 
-def make_config(est, seed: int) -> Config:
-    """The run's Config: the estimator's parameters and its ``method_options``, each value checked
-    against its field's type (one sentence naming the field)."""
+def make_config(est, seed: int, plan: Budget, with_truth: bool) -> Config:
+    """The run's Config: the sizes of ``plan`` (:func:`limitlab.budget.resolve`), the estimator's
+    other parameters and its ``method_options``, each value checked against its field's type (one
+    sentence naming the field). The pass over the training split only measures memorization: it
+    runs with true labels (``with_truth``) or when ``method_options`` asks for it."""
     options = dict(est.method_options or {})
     allowed = option_names()
     unknown = sorted(set(options) - set(allowed))
@@ -76,9 +82,10 @@ def make_config(est, seed: int) -> Config:
         raise ValueError(str(e).replace("config field", "method_options field", 1)) from None
     if "beta" in METHODS.get(est.method).options:  # other methods refuse a beta they do not read
         options["beta"] = float(est.beta)
-    config = Config(**{"eval_batch_size": max(1024, est.batch_size), **options, "method": est.method,
-                       "epochs": est.epochs, "patience": est.patience, "batch_size": est.batch_size,
-                       "lr": float(est.lr), "weight_decay": float(est.weight_decay), "seed": seed})
+    config = Config(**{"eval_batch_size": max(1024, plan.batch_size), "train_eval_every": 1 if with_truth else 0,
+                       **options, "method": est.method, "epochs": plan.epochs, "patience": plan.patience,
+                       "batch_size": plan.batch_size, "lr": plan.lr, "weight_decay": float(est.weight_decay),
+                       "seed": seed})
     config.validate()
     return config
 
@@ -104,16 +111,20 @@ def is_users_network(module) -> bool:
     return module is not None and not (isinstance(module, str) and not is_factory_spec(module))
 
 
-def model_builder(module, method: str, input_shape: tuple[int, ...], num_classes: int, dropout: float):
-    """``make_model(role, head_bias=True)`` for the networks ``module`` names."""
+def model_builder(module, method: str, input_shape: tuple[int, ...], num_classes: int, dropout: float,
+                  plan: Budget | None = None):
+    """``make_model(role, head_bias=True)`` for the networks ``module`` names; the default network
+    for rows of features (``module=None``) is an MLP of ``plan``'s width and depth."""
     if not is_users_network(module):
         name = module or (default_model(input_shape) if len(input_shape) == 3 else "mlp")
         if name not in MODELS:
             raise ValueError(f"module {name!r} is not a registered model ({', '.join(MODELS)}) nor "
                              "'package.module:factory'")
+        sized = {"width": plan.width, "depth": plan.depth} if plan and module is None and name == "mlp" else {}
 
         def make_model(role, head_bias=True):
-            return build_model(name, input_shape, num_classes, role=role, dropout=dropout, head_bias=head_bias)
+            return build_model(name, input_shape, num_classes, role=role, dropout=dropout, head_bias=head_bias,
+                               **sized)
         return make_model
     factory = load_factory(module) if isinstance(module, str) else module
     if not callable(factory):

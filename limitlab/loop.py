@@ -50,7 +50,7 @@ class Loop:
     known, so the memorization measurements mean something."""
 
     objective: Objective
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer  # or any with zero_grad() and step(): limitlab.onecycle.Adam
     data: RunData
     config: Config
     runtime: Runtime
@@ -94,13 +94,14 @@ class EpochCallback(Callback):
 
 
 class BestWeightsInMemory(Callback):
-    """Keeps a copy of the objective's state at each new best epoch and restores it at the end."""
+    """Keeps a copy of the objective's state at each new best epoch and restores it at the end.
+    Without validation rows every epoch is the best and the last one is kept: no copy is made."""
 
     def __init__(self):
         self.state = None
 
     def on_epoch_end(self, loop, row, improved):
-        if improved:
+        if improved and len(loop.data.val) > 0:
             self.state = copy.deepcopy(loop.objective.state_dict())
 
     def on_train_end(self, loop):
@@ -171,7 +172,9 @@ def run_epochs(loop: Loop, callbacks: Sequence[Callback] = ()) -> Loop:
     """Train from ``loop.epoch`` to ``config.epochs``, stopping early after ``config.patience``
     epochs without a better validation accuracy; returns ``loop`` with its history and best epoch.
 
-    Without validation rows every epoch counts as the best (the last one is kept). The test pass
+    Without validation rows every epoch counts as the best (the last one is kept), and an epoch with
+    no validation rows, no test split and no pass over the training split due runs no evaluation
+    (its row has None for those measurements). The test pass
     (when the data have a test split) runs at a new best, at the last epoch and every
     ``config.test_every`` epochs. Raises LimitlabError (one sentence) when the run diverges."""
     config, data, runtime, objective = loop.config, loop.data, loop.runtime, loop.objective
@@ -197,9 +200,13 @@ def run_epochs(loop: Loop, callbacks: Sequence[Callback] = ()) -> Loop:
         what = divergence(objective, losses)
         if what:
             raise _diverged(loop, callbacks, what)
-        eval_model = fuse_for_eval(objective.classifier)  # once per epoch, for every evaluation pass
-        row = {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
-               **_guarded(loop, "evaluating", lambda: evaluate(objective, data, config, epoch, runtime, eval_model))}
+        row = {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()}}
+        if has_val or data.test is not None or (config.train_eval_every and epoch % config.train_eval_every == 0):
+            eval_model = fuse_for_eval(objective.classifier)  # once per epoch, for every evaluation pass
+            row.update(_guarded(loop, "evaluating", lambda: evaluate(objective, data, config, epoch, runtime,
+                                                                     eval_model)))
+        else:  # no evaluation pass would measure anything this epoch: skip it (and the fused copy)
+            row.update(dict.fromkeys(("train_noisy_accuracy", *NEEDS_TRUTH, "val_accuracy")))
         if not loop.truth_known:
             row.update(dict.fromkeys(NEEDS_TRUTH))
         if not has_val:

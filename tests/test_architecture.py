@@ -24,9 +24,10 @@ LAYERS = [
     ("models", ["limitlab.architectures", "limitlab.fuse", "limitlab.models", "limitlab.factories"]),  # factories: a user's network by import path
     ("objectives", ["limitlab.reductions", "limitlab.limit", "limitlab.losses", "limitlab.robust_losses",
                     "limitlab.objectives", "limitlab.objectives_state", "limitlab.methods"]),
-    ("config", ["limitlab.config"]),
+    ("config", ["limitlab.config", "limitlab.budget"]),  # budget: the estimator's "auto" sizes
     ("run directory", ["limitlab.rundir", "limitlab.runlock"]),
-    ("loop", ["limitlab.runtime", "limitlab.epoch", "limitlab.epoch_probs", "limitlab.loop", "limitlab.train"]),
+    ("loop", ["limitlab.runtime", "limitlab.onecycle", "limitlab.epoch", "limitlab.epoch_probs", "limitlab.loop",
+              "limitlab.train"]),
     ("experiments", ["limitlab.experiments", "limitlab.experiments.*"]),
     ("analysis", ["limitlab.analysis", "limitlab.analysis.*"]),
     ("interfaces", ["*"]),

@@ -66,7 +66,7 @@ def test_fit_predict_and_fitted_attributes(blobs):
 
 def test_early_stopping_restores_the_best_validation_epoch(blobs):
     x, _, noisy = blobs
-    clf = LimitClassifier(module=small_net, epochs=30, patience=3, random_state=1).fit(x, noisy)
+    clf = LimitClassifier(module=small_net, epochs=30, patience=3, validation_fraction=0.2, random_state=1).fit(x, noisy)
     vals = [h["val_accuracy"] for h in clf.history_]
     assert len(vals) < 30 and len(vals) - clf.best_epoch_ == 3      # stopped 3 epochs after the best
     assert clf.best_epoch_ == 1 + int(np.argmax(vals))
@@ -82,7 +82,7 @@ def test_no_validation_keeps_the_last_epoch(blobs):
 
 def test_memorization_measurements_with_true_labels(blobs):
     x, y, noisy = blobs
-    clf = LimitClassifier(**FAST).fit(x, noisy, true_labels=y)
+    clf = LimitClassifier(**FAST, validation_fraction=0.2).fit(x, noisy, true_labels=y)
     train_idx, _ = split_train_val(300, 0.2, 0)
     # H(noisy | x) from the empirical transition of the training part, computed independently
     t, n = np.zeros((3, 3)), len(train_idx)

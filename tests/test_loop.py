@@ -13,7 +13,7 @@ from limitlab.cli import main
 from limitlab.config import Config, add_field, remove_field, setting
 from limitlab.errors import LimitlabError, first_line
 from limitlab.experiments.expand import run_name
-from limitlab.loop import EpochCallback
+from limitlab.loop import BestWeightsInMemory, EpochCallback
 from limitlab.methods import METHODS, register_method
 from limitlab.train import train
 
@@ -72,17 +72,40 @@ def test_estimator_reports_divergence_like_the_cli():
         LimitClassifier(lr=1e6, epochs=3, random_state=0).fit(x, y)
 
 
-def test_estimator_uses_the_fused_adam_of_the_cli(monkeypatch):
-    import limitlab.train as train_module
+def test_estimator_uses_torchs_fused_adam_through_onecycle(monkeypatch):
+    import limitlab.onecycle as onecycle
 
-    made = []
-    real = train_module.make_optimizer
-    monkeypatch.setattr(train_module, "make_optimizer", lambda *a: made.append(real(*a)) or made[-1])
-    import limitlab.estimator as estimator_module
-    monkeypatch.setattr(estimator_module, "make_optimizer", train_module.make_optimizer)
+    fused = []
+    real = onecycle.adam
+    monkeypatch.setattr(onecycle, "adam", lambda *a, **k: fused.append(k["fused"]) or real(*a, **k))
     x, y = _blobs()
     LimitClassifier(epochs=1, random_state=0).fit(x, y)
-    assert made and made[0].defaults["fused"]
+    assert fused and all(fused)  # every step, on the CPU
+
+
+def test_loop_skips_evaluation_passes_that_measure_nothing(monkeypatch):
+    import limitlab.loop as loop_module
+
+    epochs = []
+    real = loop_module.evaluate
+    monkeypatch.setattr(loop_module, "evaluate", lambda *a, **k: epochs.append(a[3]) or real(*a, **k))
+    x, y = _blobs()
+    clf = LimitClassifier(epochs=3, validation_fraction=0, random_state=0).fit(x, y)
+    assert epochs == []  # no validation rows, no true labels, no test split
+    assert all(r["val_accuracy"] is None and r["train_noisy_accuracy"] is None for r in clf.history_)
+    clf = LimitClassifier(epochs=3, validation_fraction=0, method_options={"train_eval_every": 2},
+                          random_state=0).fit(x, y)
+    assert epochs == [2] and clf.history_[1]["train_noisy_accuracy"] is not None
+    LimitClassifier(epochs=2, validation_fraction=0.2, random_state=0).fit(x, y)
+    assert epochs == [2, 1, 2]
+
+
+def test_best_weights_are_copied_only_with_validation_rows():
+    x, y = _blobs()
+    without, with_val = BestWeightsInMemory(), BestWeightsInMemory()
+    LimitClassifier(epochs=2, validation_fraction=0, random_state=0).fit(x, y, callbacks=[without])
+    LimitClassifier(epochs=2, validation_fraction=0.2, random_state=0).fit(x, y, callbacks=[with_val])
+    assert without.state is None and with_val.state is not None
 
 
 def test_error_inside_a_users_network_is_one_sentence_in_the_cli(tmp_path, monkeypatch, capsys):
@@ -224,7 +247,7 @@ def test_method_options_may_set_what_the_estimator_sets_itself_otherwise():
 def test_estimator_takes_epoch_callbacks():
     x, y = _blobs()
     seen = []
-    clf = LimitClassifier(epochs=3, patience=None, random_state=0).fit(
+    clf = LimitClassifier(epochs=3, patience=None, validation_fraction=0.2, random_state=0).fit(
         x, y, callbacks=[EpochCallback(lambda epoch, objective, data, row: seen.append(
             (epoch, len(data.train), objective.classifier.training)))])
     assert seen == [(1, 96, True), (2, 96, True), (3, 96, True)]

@@ -8,9 +8,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import torch
-
 from ..config import Config
+from ..runtime import pinned_threads
 from ..train import train
 
 METHODS = ("ce", "limit-l")
@@ -29,16 +28,12 @@ def run_demo(out: str | Path, configs: dict[str, Config], progress: bool = True)
     (the README's table holds on any machine: other thread counts change the last bits, and with them
     the numbers). Returns the summaries (with ``method``) and the run directories, by method."""
     rows, runs = [], {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same numbers on every machine (the thread count changes them); fast on this data
-    try:
+    with pinned_threads(1):  # the same numbers on every machine (the thread count changes them); fast on this data
         for method, config in configs.items():
             print(f"training {method} on {config.dataset} with {config.noise} label noise ({config.epochs} epochs) ...",
                   file=sys.stderr)
             runs[method] = Path(out) / method
             rows.append(train(config, runs[method], overwrite=True, progress=progress))
-    finally:
-        torch.set_num_threads(threads)
     return rows, runs
 
 
