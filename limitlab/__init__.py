@@ -9,6 +9,8 @@ Importing the package is cheap: each public name is imported on first use (so th
 ``limitlab presets`` never loads torch).
 """
 
+import sys
+import types
 from importlib import import_module
 from importlib import metadata as _metadata
 
@@ -36,3 +38,18 @@ def __getattr__(name):
 
 def __dir__():
     return sorted([*globals(), *_EXPORTS])
+
+
+class _Package(types.ModuleType):
+    """Keeps ``limitlab.train`` the function :func:`limitlab.train.train` once its module is imported:
+    the import system binds a loaded submodule as an attribute of its package, which would turn
+    ``limitlab.train`` into the module after the first call. The module itself is reached with
+    ``from limitlab.train import ...`` (or ``sys.modules["limitlab.train"]``)."""
+
+    def __setattr__(self, name, value):
+        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -103,3 +103,17 @@ def test_mismatched_runs_are_refused(ce_run, tmp_path, capsys):
                  str(tmp_path / "e")])
     err = capsys.readouterr().err
     assert code != 0 and "--q-init-from is not read by --method ce" in err
+
+
+def test_limitlab_train_stays_the_function_after_its_module_is_imported():
+    """The import system binds a loaded submodule over the package attribute of the same name;
+    limitlab.train must stay callable on the second call, as on the first."""
+    import importlib
+
+    import limitlab
+
+    importlib.import_module("limitlab.train")
+    importlib.import_module("limitlab.estimator")
+    assert callable(limitlab.train) and limitlab.train.__name__ == "train"
+    from limitlab import train
+    assert train is limitlab.train

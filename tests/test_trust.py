@@ -5,6 +5,7 @@ files, config types, detect's paths)."""
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
 import math
 import os
@@ -238,7 +239,7 @@ def test_other_float_fields_must_be_finite():
 def test_divergence_in_the_first_epoch_leaves_nothing(tmp_path, capsys, monkeypatch, lr, method, what,
                                                        per_tensor_adam):
     if per_tensor_adam:
-        import limitlab.train as train_module  # the optimizer of `limitlab train`
+        train_module = importlib.import_module("limitlab.train")  # the optimizer of `limitlab train`
 
         monkeypatch.setattr(train_module, "make_optimizer", lambda objective, config, device: torch.optim.Adam(
             objective.parameters(), lr=config.lr, foreach=False))
