@@ -34,6 +34,7 @@ except ImportError as e:  # scikit-learn < 1.6 lacks validate_data
 
 from . import metrics, noise
 from .analysis.detect import label_issues as score_label_issues
+from .budget import Budget, auto_budget
 from .config import Config
 from .data.core import split_train_val
 from .data.run import RunData, Split
@@ -112,8 +113,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         ``predicted_label`` (cleanlab's columns; see :func:`find_label_issues`).
     """
 
-    def __init__(self, *, method="limit-l", beta=10.0, module=None, epochs=100, patience=20,
-                 validation_fraction=0.2, batch_size=256, lr=1e-3, weight_decay=0.0, method_options=None,
+    def __init__(self, *, method="limit-l", beta=10.0, module=None, epochs="auto", patience="auto",
+                 validation_fraction="auto", batch_size="auto", lr=1e-3, weight_decay=0.0, method_options=None,
                  device="auto", random_state=None, verbose=False):
         self.method = method
         self.beta = beta
@@ -181,10 +182,11 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             x_val, y_val = self._validate(*validation_data, reset=False)
             _, _, y_val_idx = encode_labels(y, y_val, test_what="validation_data")
             train_idx, val_idx = np.arange(n), np.zeros(0, dtype=np.int64)
-        else:
-            n_val = int(round(self.validation_fraction * n))
+        plan = self._budget(n, x.shape[1:], validation_data is not None)
+        if validation_data is None:
+            n_val = int(round(plan.validation_fraction * n))
             if n_val >= 1 and n - n_val >= 2:
-                train_idx, val_idx = split_train_val(n, self.validation_fraction, seed)
+                train_idx, val_idx = split_train_val(n, plan.validation_fraction, seed)
             else:
                 train_idx, val_idx = np.arange(n), np.zeros(0, dtype=np.int64)
             x_val, y_val_idx = x[val_idx], y_idx[val_idx]
@@ -207,19 +209,19 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         data = self._run_data(Split(as_tensor(y_idx[train_idx]), x_all[as_tensor(train_idx)]),
                               Split(as_tensor(y_val_idx), as_tensor(x_val)), as_tensor(truth[train_idx]),
                               x.shape[1:], k, as_tensor(scale), as_tensor(shift), noisy_entropy)
-        config = self._config(seed)
+        config = self._config(seed, plan, true_labels is not None)
 
         forked = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):  # leave the caller's global RNG as it was
             torch.manual_seed(seed)
-            make_model = self._model_builder(tuple(x.shape[1:]), k, config.dropout)
+            make_model = self._model_builder(tuple(x.shape[1:]), k, config.dropout, plan)
             objective = build_objective(self.method, make_model, config, {"num_train": len(data.train), "num_classes": k})
             objective = objective.to(device, memory_format=torch.channels_last)
             probe, _ = next(data.batches(data.train, torch.arange(min(2, len(data.train)), device=device), 2))
             for net in (objective.classifier, getattr(objective, "q_network", None)):
                 if net is not None:
                     check_output_shape(net, probe, k, self._module_name())
-            history, best_epoch = self._train_epochs(objective, data, config, runtime, has_val)
+            history, best_epoch = self._train_epochs(objective, data, config, runtime, has_val, plan)
 
         self.classes_ = classes
         self.classifier_ = objective.classifier.eval()
@@ -228,20 +230,27 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             self.q_network_.eval()
         self.history_, self.best_epoch_ = history, best_epoch
         self._scale, self._shift, self._runtime = data.scale, data.shift, runtime
+        self._eval_batch_size = config.eval_batch_size
         self.label_issues_ = self._issue_table(x_all, y_idx)
         return self
 
-    def _train_epochs(self, objective, data: RunData, config: Config, runtime: Runtime, has_val: bool):
+    def _train_epochs(self, objective, data: RunData, config: Config, runtime: Runtime, has_val: bool,
+                      plan: Budget):
         """Epochs with early stopping on the noisy-validation accuracy; the best epoch's weights are
-        restored. (The loop of :func:`limitlab.train.train` without its run directory.)"""
+        restored. (The loop of :func:`limitlab.train.train` without its run directory.) With
+        ``epochs="auto"`` the learning rate follows a one-cycle schedule over the step budget."""
         optimizer = torch.optim.Adam(objective.optimized_parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.epochs == "auto":
+            total = config.epochs * math.ceil(len(data.train) / config.batch_size)
+            schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=total)
+            optimizer.register_step_post_hook(lambda *_: schedule.step())
         generator = torch.Generator().manual_seed(config.seed)
         history, best, best_state, bad = [], -1.0, None, 0
-        bar = _progress(range(1, self.epochs + 1), self.verbose, self.method)
+        bar = _progress(range(1, config.epochs + 1), self.verbose, self.method)
         for epoch in bar:
             t0 = time.perf_counter()
             objective.start_epoch(epoch)
-            parts = train_one_epoch(objective, optimizer, data, batch_size=self.batch_size, generator=generator,
+            parts = train_one_epoch(objective, optimizer, data, batch_size=config.batch_size, generator=generator,
                                     runtime=runtime)
             train_seconds = time.perf_counter() - t0
             if not all(math.isfinite(v) for v in parts.values()):
@@ -262,7 +271,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
                 bad += 1
             if self.verbose:
                 bar.set_postfix(val="-" if not has_val else f"{row['val_accuracy']:.3f}", best_epoch=best_epoch)
-            if self.patience is not None and bad >= self.patience:
+            if config.patience is not None and bad >= config.patience:
                 break
         objective.load_state_dict(best_state)
         return history, best_epoch
@@ -284,13 +293,15 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         checks = [
             (isinstance(self.method, str) and self.method in METHODS,
              f"method must be one of {', '.join(METHODS)}, not {self.method!r}"),
-            (_is_int(self.epochs) and self.epochs >= 1, f"epochs must be an integer >= 1, not {self.epochs!r}"),
-            (self.patience is None or _is_int(self.patience) and self.patience >= 1,
-             f"patience must be None or an integer >= 1, not {self.patience!r}"),
-            (isinstance(self.validation_fraction, (int, float)) and 0 <= self.validation_fraction < 1,
-             f"validation_fraction must be in [0, 1), not {self.validation_fraction!r}"),
-            (_is_int(self.batch_size) and self.batch_size >= 2,
-             f"batch_size must be an integer >= 2, not {self.batch_size!r}"),
+            (self.epochs == "auto" or _is_int(self.epochs) and self.epochs >= 1,
+             f"epochs must be 'auto' or an integer >= 1, not {self.epochs!r}"),
+            (self.patience is None or self.patience == "auto" or _is_int(self.patience) and self.patience >= 1,
+             f"patience must be 'auto', None or an integer >= 1, not {self.patience!r}"),
+            (self.validation_fraction == "auto"
+             or isinstance(self.validation_fraction, (int, float)) and 0 <= self.validation_fraction < 1,
+             f"validation_fraction must be 'auto' or in [0, 1), not {self.validation_fraction!r}"),
+            (self.batch_size == "auto" or _is_int(self.batch_size) and self.batch_size >= 2,
+             f"batch_size must be 'auto' or an integer >= 2, not {self.batch_size!r}"),
             (isinstance(self.lr, (int, float)) and self.lr > 0, f"lr must be > 0, not {self.lr!r}"),
             (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
              f"weight_decay must be >= 0, not {self.weight_decay!r}"),
@@ -305,7 +316,17 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             if not ok:
                 raise ValueError(message)
 
-    def _config(self, seed: int) -> Config:
+    def _budget(self, n: int, input_shape: tuple[int, ...], given_validation: bool) -> Budget:
+        """The sizes of this fit: :func:`limitlab.budget.auto_budget` for the "auto" parameters, the
+        given values for the others."""
+        auto = auto_budget(n, math.prod(input_shape), batch_size=None if self.batch_size == "auto" else self.batch_size,
+                           validation_fraction=0.0 if given_validation else
+                           None if self.validation_fraction == "auto" else float(self.validation_fraction))
+        epochs = auto.epochs if self.epochs == "auto" else self.epochs
+        patience = self.patience if self.patience != "auto" else auto.patience if self.epochs == "auto" else 20
+        return dataclasses.replace(auto, epochs=epochs, patience=patience)
+
+    def _config(self, seed: int, plan: Budget, with_truth: bool) -> Config:
         options = dict(self.method_options or {})
         own = {"method", "beta", "epochs", "patience", "batch_size", "lr", "weight_decay", "device", "seed"}
         fields = {f.name for f in dataclasses.fields(Config)}
@@ -315,9 +336,11 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
                              f"use Config fields such as warmup, sample_lambda, gce_q, grad_noise, dropout")
         if "beta" in METHODS.get(self.method).options:  # other methods refuse a beta they do not read
             options["beta"] = float(self.beta)
-        config = Config(method=self.method, epochs=self.epochs, patience=self.patience,
-                        batch_size=self.batch_size, lr=float(self.lr), weight_decay=float(self.weight_decay),
-                        seed=seed, eval_batch_size=max(1024, self.batch_size), **options)
+        # the pass over the training split only measures memorization: with true labels, or when asked
+        options.setdefault("train_eval_every", 1 if with_truth else 0)
+        config = Config(method=self.method, epochs=plan.epochs, patience=plan.patience,
+                        batch_size=plan.batch_size, lr=float(self.lr), weight_decay=float(self.weight_decay),
+                        seed=seed, eval_batch_size=max(1024, plan.batch_size), **options)
         config.validate()
         return config
 
@@ -330,15 +353,19 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         m = self.module
         return m if isinstance(m, str) else ("the default network" if m is None else getattr(m, "__name__", repr(m)))
 
-    def _model_builder(self, input_shape: tuple[int, ...], num_classes: int, dropout: float):
+    def _model_builder(self, input_shape: tuple[int, ...], num_classes: int, dropout: float, plan: Budget):
         m = self.module
         if m is None or isinstance(m, str) and not is_factory_spec(m):
             name = m or (default_model(input_shape) if len(input_shape) == 3 else "mlp")
             if name not in MODELS:
                 raise ValueError(f"module {name!r} is not a registered model ({', '.join(MODELS)}) nor "
                                  "'package.module:factory'")
+            # the default network for rows of features is an MLP sized to them (limitlab.budget.mlp_size)
+            sized = {"width": plan.width, "depth": plan.depth} if m is None and name == "mlp" else {}
+
             def make_model(role, head_bias=True):
-                return build_model(name, input_shape, num_classes, role=role, dropout=dropout, head_bias=head_bias)
+                return build_model(name, input_shape, num_classes, role=role, dropout=dropout, head_bias=head_bias,
+                                   **sized)
             return make_model
         factory = load_factory(m) if isinstance(m, str) else m
         if not callable(factory):
@@ -391,7 +418,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         labels = torch.zeros(len(x), dtype=torch.int64, device=x.device)
         data = self._run_data(Split(labels, x), Split(labels[:0], x[:0]), labels, self._input_shape,
                               len(self.classes_), self._scale, self._shift)
-        probs = predict(model, data, data.train, batch_size=max(1024, self.batch_size), runtime=self._runtime,
+        probs = predict(model, data, data.train, batch_size=self._eval_batch_size, runtime=self._runtime,
                         proba=True)
         probs = probs.double().cpu().numpy()
         return probs / probs.sum(1, keepdims=True)

@@ -296,8 +296,8 @@ def _cnn4(input_shape, num_classes, *, role="classifier", dropout=0.0, head_bias
 
 
 @register_model("mlp", description="4 × [fc512 BN ReLU] → fc K (the memorization study; any input size)")
-def _mlp(input_shape, num_classes, *, dropout=0.0, head_bias=True, **_):
-    return MLP(math.prod(input_shape), num_classes, dropout=dropout, head_bias=head_bias)
+def _mlp(input_shape, num_classes, *, dropout=0.0, head_bias=True, width=512, depth=4, **_):
+    return MLP(math.prod(input_shape), num_classes, width=width, depth=depth, dropout=dropout, head_bias=head_bias)
 
 
 @register_model("linear", description="one linear layer on the flattened input (multinomial logistic regression; "
