@@ -17,14 +17,17 @@ from dataclasses import dataclass
 # budget on every row instead.
 MIN_ROWS_FOR_VALIDATION = 2000
 VALIDATION_FRACTION = 0.1
-STEPS = 1500                 # optimizer steps of a fit, whatever the number of rows
+STEPS = 500                  # optimizer steps of a fit, whatever the number of rows ...
+MIN_EPOCHS = 1               # ... and at least this many passes over the training rows
 MAX_EPOCHS = 300             # ... but no more passes over a tiny table than this
 PATIENCE_STEPS = 400         # stop after this many steps without a better validation accuracy
-BATCH_DIVISOR = 40           # batch size about rows / BATCH_DIVISOR (so about that many steps per epoch) ...
+BATCH_DIVISOR = 10           # batch size about rows / BATCH_DIVISOR (so about that many steps per epoch) ...
 MIN_BATCH, MAX_BATCH = 32, 1024  # ... within these bounds
 WIDTH_PER_FEATURE = 8        # MLP width about WIDTH_PER_FEATURE × features ...
 MIN_WIDTH, MAX_WIDTH = 64, 512   # ... within these bounds
 DEPTH = 2                    # hidden layers of the MLP
+AUTO_LR = 3e-3               # the peak of the one-cycle schedule over the step budget
+CONSTANT_LR = 1e-3           # Adam's constant learning rate when the epochs are given
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,9 @@ class Budget:
 
 
 def batch_size_for(n_rows: int) -> int:
-    """A power of two near n_rows / 40, between 32 and 1024: about 40 steps per epoch on mid-sized
-    tables, fewer, larger (faster per row) steps on large ones."""
+    """A power of two near n_rows / 10, between 32 and 1024: about 10 steps per epoch on mid-sized
+    tables; larger batches cost less per row (and per step, Python's overhead is most of a small
+    batch's step)."""
     return int(min(MAX_BATCH, max(MIN_BATCH, 2 ** round(math.log2(max(n_rows, 1) / BATCH_DIVISOR)))))
 
 
@@ -62,8 +66,8 @@ def auto_budget(n_rows: int, n_features: int, *, batch_size: int | None = None,
         validation_fraction = VALIDATION_FRACTION if n_rows >= MIN_ROWS_FOR_VALIDATION else 0.0
     n_train = max(2, n_rows - int(round(validation_fraction * n_rows)))
     batch = batch_size or batch_size_for(n_train)
-    steps_per_epoch = max(1, n_train // batch)
-    epochs = max(1, min(MAX_EPOCHS, math.ceil(STEPS / steps_per_epoch)))
+    steps_per_epoch = math.ceil(n_train / batch)
+    epochs = max(MIN_EPOCHS, min(MAX_EPOCHS, math.ceil(STEPS / steps_per_epoch)))
     patience = max(1, math.ceil(PATIENCE_STEPS / steps_per_epoch))
     width, depth = mlp_size(n_features)
     return Budget(batch, epochs, steps_per_epoch, validation_fraction, patience, width, depth)

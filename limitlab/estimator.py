@@ -34,7 +34,7 @@ except ImportError as e:  # scikit-learn < 1.6 lacks validate_data
 
 from . import metrics, noise
 from .analysis.detect import label_issues as score_label_issues
-from .budget import Budget, auto_budget
+from .budget import AUTO_LR, CONSTANT_LR, Budget, auto_budget
 from .config import Config
 from .data.core import split_train_val
 from .data.run import RunData, Split
@@ -43,6 +43,7 @@ from .errors import LimitlabError
 from .factories import build_from_factory, check_output_shape, is_factory_spec, load_factory
 from .methods import METHODS, build_objective
 from .models import MODELS, build_model, default_model
+from .onecycle import Adam
 from .runtime import Runtime, resolve_device
 from .train import evaluate, predict, train_one_epoch
 
@@ -64,21 +65,30 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
     beta : float, default 10.0
         LIMIT's predicted-gradient norm penalty.
     module : None, str or callable, default None
-        The network. None: an MLP (4 × [fc512, BatchNorm, ReLU]) for 2-D X, the project's default
+        The network. None: for 2-D X an MLP sized to the features (2 × [fc W, BatchNorm, ReLU] with
+        W a power of two near 8 × n_features, between 64 and 512; ``"mlp"`` is the memorization
+        study's 4 × [fc512, BatchNorm, ReLU] whatever the width); for images the project's default
         for image arrays [N, C, H, W] (the paper's CNN for 28×28, a ResNet for colour images of
         32×32 and more, else the MLP). A string: a registered model name ("mlp", "linear", "cnn4", ...)
         or ``"package.module:factory"``. A callable ``module(input_shape, num_classes) -> nn.Module``
         (a fresh network per call; define it at module level so the estimator pickles).
-    epochs : int, default 100
-        The most epochs to train.
-    patience : int or None, default 20
+    epochs : "auto" or int, default "auto"
+        "auto": a budget of optimizer steps (:mod:`limitlab.budget`: 500 steps, at most 300 epochs)
+        with a one-cycle learning rate (warm-up to ``lr`` over 30% of the steps, then cosine decay),
+        whatever the number of rows. An int: at most that many epochs at a constant ``lr``.
+    patience : "auto", int or None, default "auto"
         Stop after this many epochs without a better validation accuracy (None: never early).
-    validation_fraction : float, default 0.2
+        "auto": 400 optimizer steps' worth of epochs with ``epochs="auto"``, else 20.
+    validation_fraction : "auto" or float, default "auto"
         The seeded share of the training rows held out, with their given (noisy) labels, to pick the
-        best epoch. 0 (or too few rows): no early stopping; the last epoch is kept.
-    batch_size : int, default 256
-    lr : float, default 1e-3
-        Adam's learning rate (one optimizer over both of LIMIT's networks).
+        best epoch. 0 (or too few rows): no early stopping; the last epoch is kept. "auto": 0.1 from
+        2,000 rows on, 0 below (a few hundred noisy labels pick an epoch badly; the whole budget
+        trains on every row instead).
+    batch_size : "auto" or int, default "auto"
+        "auto": a power of two near the training rows / 10, between 32 and 1024.
+    lr : "auto" or float, default "auto"
+        Adam's learning rate (one optimizer over both of LIMIT's networks; the peak of the one-cycle
+        schedule with ``epochs="auto"``). "auto": 3e-3 with ``epochs="auto"``, else 1e-3.
     weight_decay : float, default 0.0
     method_options : dict or None, default None
         Further :class:`limitlab.Config` fields for the method, e.g. ``{"warmup": 5}``,
@@ -114,7 +124,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, *, method="limit-l", beta=10.0, module=None, epochs="auto", patience="auto",
-                 validation_fraction="auto", batch_size="auto", lr=1e-3, weight_decay=0.0, method_options=None,
+                 validation_fraction="auto", batch_size="auto", lr="auto", weight_decay=0.0, method_options=None,
                  device="auto", random_state=None, verbose=False):
         self.method = method
         self.beta = beta
@@ -239,11 +249,9 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         """Epochs with early stopping on the noisy-validation accuracy; the best epoch's weights are
         restored. (The loop of :func:`limitlab.train.train` without its run directory.) With
         ``epochs="auto"`` the learning rate follows a one-cycle schedule over the step budget."""
-        optimizer = torch.optim.Adam(objective.optimized_parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        if self.epochs == "auto":
-            total = config.epochs * math.ceil(len(data.train) / config.batch_size)
-            schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=total)
-            optimizer.register_step_post_hook(lambda *_: schedule.step())
+        total = config.epochs * math.ceil(len(data.train) / config.batch_size) if self.epochs == "auto" else None
+        optimizer = Adam(objective.optimized_parameters(), lr=config.lr, weight_decay=self.weight_decay,
+                         total_steps=total)
         generator = torch.Generator().manual_seed(config.seed)
         history, best, best_state, bad = [], -1.0, None, 0
         bar = _progress(range(1, config.epochs + 1), self.verbose, self.method)
@@ -255,7 +263,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             train_seconds = time.perf_counter() - t0
             if not all(math.isfinite(v) for v in parts.values()):
                 raise LimitlabError(f"training diverged: the loss became {parts['loss']} in epoch {epoch}; "
-                                    f"try a lower lr (now {self.lr})")
+                                    f"try a lower lr (now {config.lr:g})")
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in parts.items()},
                    **evaluate(objective, data, config, epoch, runtime)}
             if math.isnan(data.noisy_entropy_bits):  # no true labels: these cannot be measured
@@ -302,7 +310,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
              f"validation_fraction must be 'auto' or in [0, 1), not {self.validation_fraction!r}"),
             (self.batch_size == "auto" or _is_int(self.batch_size) and self.batch_size >= 2,
              f"batch_size must be 'auto' or an integer >= 2, not {self.batch_size!r}"),
-            (isinstance(self.lr, (int, float)) and self.lr > 0, f"lr must be > 0, not {self.lr!r}"),
+            (self.lr == "auto" or isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and self.lr > 0,
+             f"lr must be 'auto' or a number > 0, not {self.lr!r}"),
             (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0,
              f"weight_decay must be >= 0, not {self.weight_decay!r}"),
             (isinstance(self.beta, (int, float)) and self.beta >= 0, f"beta must be >= 0, not {self.beta!r}"),
@@ -338,8 +347,9 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             options["beta"] = float(self.beta)
         # the pass over the training split only measures memorization: with true labels, or when asked
         options.setdefault("train_eval_every", 1 if with_truth else 0)
+        lr = (AUTO_LR if self.epochs == "auto" else CONSTANT_LR) if self.lr == "auto" else float(self.lr)
         config = Config(method=self.method, epochs=plan.epochs, patience=plan.patience,
-                        batch_size=plan.batch_size, lr=float(self.lr), weight_decay=float(self.weight_decay),
+                        batch_size=plan.batch_size, lr=lr, weight_decay=float(self.weight_decay),
                         seed=seed, eval_batch_size=max(1024, plan.batch_size), **options)
         config.validate()
         return config
