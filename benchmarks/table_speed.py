@@ -82,8 +82,12 @@ def main():
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="override limitlab.budget constants")
     ap.add_argument("--param", nargs="*", default=[], metavar="NAME=VALUE",
                     help="LimitClassifier parameters of the limitlab route (numbers)")
+    ap.add_argument("--plot", default=None, metavar="PNG",
+                    help="only draw seconds against rows from every OUT/table-speed*.json to PNG")
     ap.add_argument("--tag", default="", help="suffix of the output files")
     args = ap.parse_args()
+    if args.plot:
+        return plot(sorted(Path(args.out).glob("table-speed*.json")), Path(args.plot))
 
     import torch
     from threadpoolctl import threadpool_limits
@@ -117,6 +121,30 @@ def main():
     result = {"args": vars(args), "budget": {k: getattr(budget, k) for k in dir(budget) if k.isupper()}, "rows": rows}
     (out / f"table-speed{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(summary(rows))
+
+
+def plot(paths: list[Path], png: Path) -> None:
+    """Median wall-clock and CPU seconds against rows, one line per route (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for p in paths for r in json.loads(p.read_text())["rows"]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, title in zip(axes, ("seconds", "cpu_seconds"), ("wall-clock (machine shared)", "CPU of the process")):
+        for route in dict.fromkeys(r["route"] for r in rows):
+            ns = sorted({r["n"] for r in rows if r["route"] == route})
+            ys = [np.median([r[key] for r in rows if r["route"] == route and r["n"] == n]) for n in ns]
+            ax.plot(ns, ys, "o-", label=route)
+        ax.set(xscale="log", yscale="log", xlabel="rows (20 features, K = 5, 30% noise)", title=title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("seconds to the flagged set (1 thread)")
+    axes[0].legend()
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    print(f"plot: {png}")
 
 
 def summary(rows: list[dict]) -> str:
