@@ -10,8 +10,8 @@ Noise on the training labels only (limitlab.noise, seeded): uniform p ∈ {0.2, 
 (class i → i+1 mod K) p ∈ {0.2, 0.4} where K > 2.
 
 Routes, per dataset × noise × seed:
-- ``limit-l``: LimitClassifier(method="limit-l") with its defaults (β 10, early stopping on a
-  seeded 20% noisy-validation split); detection from its ``label_issues_`` (one run, no CV).
+- ``limit-l``: LimitClassifier(method="limit-l") with its defaults (β 10, the step budget of
+  limitlab.budget); detection from its ``label_issues_`` (one run, no CV).
 - ``ce``: the same network trained with cross-entropy (LimitClassifier(method="ce")).
 - ``logreg``: StandardScaler + LogisticRegression (scikit-learn defaults, max_iter 1000).
 - ``cleanlab(logreg)`` and ``cleanlab(ce)``: cleanlab's recipe around those classifiers: 5-fold
@@ -113,7 +113,7 @@ def run_cell(dataset: str, spec: str, seed: int, args, cleanlab) -> dict:
     k = int(y_true.max()) + 1
     y = noise.corrupt_labels(y_true, noise.parse_noise(spec, k), seed)
     corrupted = y != y_true
-    net = dict(epochs=args.epochs, patience=args.patience, random_state=seed)
+    net = dict(random_state=seed, **{k: getattr(args, k) for k in ("epochs", "patience") if getattr(args, k) is not None})
     rows = {}
 
     def timed(fn):
@@ -231,8 +231,9 @@ def main():
     ap.add_argument("--datasets", nargs="+", default=["digits", "breast_cancer", "mnist"])
     ap.add_argument("--rates", type=float, nargs="+", default=[0.2, 0.4])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=100, help="LimitClassifier: most epochs (its default)")
-    ap.add_argument("--patience", type=int, default=20, help="LimitClassifier: early-stopping patience (its default)")
+    ap.add_argument("--epochs", type=int, default=None, help="LimitClassifier: most epochs (default: its own, 'auto')")
+    ap.add_argument("--patience", type=int, default=None,
+                    help="LimitClassifier: early-stopping patience (default: its own, 'auto')")
     ap.add_argument("--folds", type=int, default=5, help="cleanlab routes: cross-validation folds")
     ap.add_argument("--mnist-n", type=int, default=10000, help="MNIST training rows")
     ap.add_argument("--speed-rounds", type=int, default=3,

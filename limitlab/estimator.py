@@ -44,7 +44,7 @@ from .factories import build_from_factory, check_output_shape, is_factory_spec, 
 from .methods import METHODS, build_objective
 from .models import MODELS, build_model, default_model
 from .onecycle import Adam
-from .runtime import Runtime, resolve_device
+from .runtime import Runtime, machine_thread_count, resolve_device
 from .train import evaluate, predict, train_one_epoch
 
 __all__ = ["LimitClassifier", "find_label_issues"]
@@ -222,7 +222,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         config = self._config(seed, plan, true_labels is not None)
 
         forked = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=forked):  # leave the caller's global RNG as it was
+        # leave the caller's global RNG (and thread count) as they were
+        with torch.random.fork_rng(devices=forked), machine_thread_count():
             torch.manual_seed(seed)
             make_model = self._model_builder(tuple(x.shape[1:]), k, config.dropout, plan)
             objective = build_objective(self.method, make_model, config, {"num_train": len(data.train), "num_classes": k})
@@ -264,8 +265,11 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             if not all(math.isfinite(v) for v in parts.values()):
                 raise LimitlabError(f"training diverged: the loss became {parts['loss']} in epoch {epoch}; "
                                     f"try a lower lr (now {config.lr:g})")
-            row = {"epoch": epoch, **{f"train_{k}": v for k, v in parts.items()},
-                   **evaluate(objective, data, config, epoch, runtime)}
+            row = {"epoch": epoch, **{f"train_{k}": v for k, v in parts.items()}}
+            if has_val or config.train_eval_every:  # else nothing reads the evaluation passes
+                row.update(evaluate(objective, data, config, epoch, runtime))
+            else:
+                row.update(dict.fromkeys(("train_noisy_accuracy", *_UNKNOWN_WITHOUT_TRUTH)))
             if math.isnan(data.noisy_entropy_bits):  # no true labels: these cannot be measured
                 row.update(dict.fromkeys(_UNKNOWN_WITHOUT_TRUTH))
             if not has_val:
@@ -274,14 +278,16 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             history.append(row)
             if not has_val or row["val_accuracy"] > best:
                 best, bad, best_epoch = row["val_accuracy"] if has_val else best, 0, epoch
-                best_state = copy.deepcopy(objective.state_dict())
+                if has_val:  # without validation the last epoch is kept: no copy needed
+                    best_state = copy.deepcopy(objective.state_dict())
             else:
                 bad += 1
             if self.verbose:
                 bar.set_postfix(val="-" if not has_val else f"{row['val_accuracy']:.3f}", best_epoch=best_epoch)
             if config.patience is not None and bad >= config.patience:
                 break
-        objective.load_state_dict(best_state)
+        if best_state is not None:
+            objective.load_state_dict(best_state)
         return history, best_epoch
 
     # ------------------------------------------------------------------------------------ predict

@@ -55,6 +55,29 @@ class Runtime:
             dist.barrier()
 
 
+def machine_threads() -> int:
+    """The CPU threads for torch when the user chose none: ``OMP_NUM_THREADS`` when set, else the cores
+    this process may use that other processes are not already busy on (the cores minus the 1-minute
+    load average, rounded; at least 1). On a shared machine a second thread that has to wait for a
+    core costs more than it gives (benchmarks/RESULTS.md, "Threads")."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, cores - round(load)))
+
+
+@contextlib.contextmanager
+def machine_thread_count():
+    """Run the block with :func:`machine_threads` torch threads, then restore the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(machine_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def resolve_device(name: str) -> torch.device:
     """The torch device for ``--device``: "auto" is CUDA when available, else the CPU."""
     if name == "auto":
@@ -87,4 +110,6 @@ def start_runtime(config) -> Runtime:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     rank = dist.get_rank() if distributed else 0
+    if device.type == "cpu" and not distributed:
+        torch.set_num_threads(machine_threads())
     return Runtime(device, rank, world, precision, distributed)
