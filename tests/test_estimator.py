@@ -66,7 +66,7 @@ def test_fit_predict_and_fitted_attributes(blobs):
 
 def test_early_stopping_restores_the_best_validation_epoch(blobs):
     x, _, noisy = blobs
-    clf = LimitClassifier(module=small_net, epochs=30, patience=3, random_state=1).fit(x, noisy)
+    clf = LimitClassifier(module=small_net, epochs=30, patience=3, validation_fraction=0.2, random_state=1).fit(x, noisy)
     vals = [h["val_accuracy"] for h in clf.history_]
     assert len(vals) < 30 and len(vals) - clf.best_epoch_ == 3      # stopped 3 epochs after the best
     assert clf.best_epoch_ == 1 + int(np.argmax(vals))
