@@ -389,6 +389,9 @@ def _one_sentence(error: LimitlabError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenMP threads that wait sleep instead of spinning on cores other jobs need (read when torch
+    # loads, so set before; benchmarks/RESULTS.md, "Threads"); the user's own setting wins
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(command).parse_args(argv)
