@@ -110,8 +110,9 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         LIMIT's q-network (None for methods without one).
     history_ : list of dict
         One record per epoch: loss parts, ``train_noisy_accuracy`` (how many given training labels
-        the classifier reproduces: the memorization signal), ``val_accuracy`` (on the held-out noisy
-        labels) and seconds; with ``fit(..., true_labels=...)`` also ``train_clean_accuracy``,
+        the classifier reproduces: the memorization signal; measured with ``fit(..., true_labels=...)``
+        or ``method_options={"train_eval_every": 1}``, else None), ``val_accuracy`` (on the held-out
+        noisy labels; None without them) and seconds; with ``true_labels`` also ``train_clean_accuracy``,
         ``memorized_fraction``, ``corrected_fraction`` and ``info_lower_bound_bits``.
     best_epoch_ : int
     n_features_in_ : int
