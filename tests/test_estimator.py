@@ -82,7 +82,7 @@ def test_no_validation_keeps_the_last_epoch(blobs):
 
 def test_memorization_measurements_with_true_labels(blobs):
     x, y, noisy = blobs
-    clf = LimitClassifier(**FAST).fit(x, noisy, true_labels=y)
+    clf = LimitClassifier(**FAST, validation_fraction=0.2).fit(x, noisy, true_labels=y)
     train_idx, _ = split_train_val(300, 0.2, 0)
     # H(noisy | x) from the empirical transition of the training part, computed independently
     t, n = np.zeros((3, 3)), len(train_idx)
