@@ -18,7 +18,7 @@ from dataclasses import dataclass
 MIN_ROWS_FOR_VALIDATION = 2000
 VALIDATION_FRACTION = 0.1
 STEPS = 500                  # optimizer steps of a fit, whatever the number of rows ...
-MIN_EPOCHS = 1               # ... and at least this many passes over the training rows
+MIN_EPOCHS = 20              # ... and at least this many passes over the training rows (large tables)
 MAX_EPOCHS = 300             # ... but no more passes over a tiny table than this
 PATIENCE_STEPS = 400         # stop after this many steps without a better validation accuracy
 BATCH_DIVISOR = 10           # batch size about rows / BATCH_DIVISOR (so about that many steps per epoch) ...

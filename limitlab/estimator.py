@@ -73,7 +73,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         or ``"package.module:factory"``. A callable ``module(input_shape, num_classes) -> nn.Module``
         (a fresh network per call; define it at module level so the estimator pickles).
     epochs : "auto" or int, default "auto"
-        "auto": a budget of optimizer steps (:mod:`limitlab.budget`: 500 steps, at most 300 epochs)
+        "auto": a budget of optimizer steps (:mod:`limitlab.budget`: 500 steps, at least 20 and at
+        most 300 epochs)
         with a one-cycle learning rate (warm-up to ``lr`` over 30% of the steps, then cosine decay),
         whatever the number of rows. An int: at most that many epochs at a constant ``lr``.
     patience : "auto", int or None, default "auto"

@@ -30,7 +30,7 @@ def test_large_table_holds_out_validation_and_counts_patience_in_steps():
     b = auto_budget(100_000, 20)
     assert b.validation_fraction == budget.VALIDATION_FRACTION
     assert b.batch_size == 1024 and b.steps_per_epoch == math.ceil(90_000 / 1024)
-    assert b.epochs == math.ceil(budget.STEPS / b.steps_per_epoch)
+    assert b.epochs == budget.MIN_EPOCHS == 20                    # 500 steps would be only 6 passes
     assert b.patience == math.ceil(budget.PATIENCE_STEPS / b.steps_per_epoch)
 
 
@@ -47,6 +47,7 @@ def test_estimator_follows_the_budget(monkeypatch):
     from limitlab import LimitClassifier
 
     monkeypatch.setattr(budget, "STEPS", 12)
+    monkeypatch.setattr(budget, "MIN_EPOCHS", 1)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 6)).astype(np.float32)
     y = (x[:, 0] > 0).astype(int)
