@@ -315,7 +315,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
              f"patience must be 'auto', None or an integer >= 1, not {self.patience!r}"),
             (self.validation_fraction == "auto"
              or isinstance(self.validation_fraction, (int, float)) and 0 <= self.validation_fraction < 1,
-             f"validation_fraction must be 'auto' or in [0, 1), not {self.validation_fraction!r}"),
+             f"validation_fraction must be in [0, 1) or 'auto', not {self.validation_fraction!r}"),
             (self.batch_size == "auto" or _is_int(self.batch_size) and self.batch_size >= 2,
              f"batch_size must be 'auto' or an integer >= 2, not {self.batch_size!r}"),
             (self.lr == "auto" or isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and self.lr > 0,
