@@ -10,7 +10,7 @@ benchmarks/small_tables.py; numbers in benchmarks/RESULTS.md), never from test s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Below this many rows the noisy-validation split costs more than it gives (a fifth of a few hundred
 # noisy labels is too few to pick an epoch: it stopped one fit at epoch 3): train the whole step
@@ -41,6 +41,8 @@ class Budget:
     patience: int            # in epochs (PATIENCE_STEPS); it matters only where there is a validation split
     width: int               # MLP hidden width
     depth: int               # MLP hidden layers
+    lr: float = AUTO_LR      # Adam's learning rate: the one-cycle peak, or constant
+    one_cycle: bool = True   # the learning rate follows a one-cycle schedule over epochs × steps_per_epoch
 
 
 def batch_size_for(n_rows: int) -> int:
@@ -71,3 +73,17 @@ def auto_budget(n_rows: int, n_features: int, *, batch_size: int | None = None,
     patience = max(1, math.ceil(PATIENCE_STEPS / steps_per_epoch))
     width, depth = mlp_size(n_features)
     return Budget(batch, epochs, steps_per_epoch, validation_fraction, patience, width, depth)
+
+
+def resolve(n_rows: int, n_features: int, *, epochs, patience, validation_fraction, batch_size, lr,
+            given_validation: bool = False) -> Budget:
+    """The sizes of one fit from the estimator's parameters: :func:`auto_budget` for those left at
+    "auto", the given values for the others. Given epochs train at a constant lr (1e-3 unless
+    given) with patience 20 unless given; ``given_validation``: the caller brings a validation set."""
+    fraction = 0.0 if given_validation else None if validation_fraction == "auto" else float(validation_fraction)
+    auto = auto_budget(n_rows, n_features, batch_size=None if batch_size == "auto" else batch_size,
+                       validation_fraction=fraction)
+    one_cycle = epochs == "auto"
+    return replace(auto, epochs=auto.epochs if one_cycle else epochs, one_cycle=one_cycle,
+                   patience=patience if patience != "auto" else auto.patience if one_cycle else 20,
+                   lr=float(lr) if lr != "auto" else AUTO_LR if one_cycle else CONSTANT_LR)

@@ -34,7 +34,7 @@ except ImportError as e:  # scikit-learn < 1.6 lacks validate_data
 
 from . import metrics, noise
 from .analysis.detect import label_issues as score_label_issues
-from .budget import AUTO_LR, CONSTANT_LR, Budget, auto_budget
+from .budget import Budget, resolve
 from .config import Config
 from .data.core import split_train_val
 from .data.run import RunData, Split
@@ -194,7 +194,9 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             x_val, y_val = self._validate(*validation_data, reset=False)
             _, _, y_val_idx = encode_labels(y, y_val, test_what="validation_data")
             train_idx, val_idx = np.arange(n), np.zeros(0, dtype=np.int64)
-        plan = self._budget(n, x.shape[1:], validation_data is not None)
+        plan = resolve(n, math.prod(x.shape[1:]), epochs=self.epochs, patience=self.patience, lr=self.lr,
+                       validation_fraction=self.validation_fraction, batch_size=self.batch_size,
+                       given_validation=validation_data is not None)
         if validation_data is None:
             n_val = int(round(plan.validation_fraction * n))
             if n_val >= 1 and n - n_val >= 2:
@@ -252,7 +254,7 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         """Epochs with early stopping on the noisy-validation accuracy; the best epoch's weights are
         restored. (The loop of :func:`limitlab.train.train` without its run directory.) With
         ``epochs="auto"`` the learning rate follows a one-cycle schedule over the step budget."""
-        total = config.epochs * math.ceil(len(data.train) / config.batch_size) if self.epochs == "auto" else None
+        total = config.epochs * math.ceil(len(data.train) / config.batch_size) if plan.one_cycle else None
         optimizer = Adam(objective.optimized_parameters(), lr=config.lr, weight_decay=self.weight_decay,
                          total_steps=total)
         generator = torch.Generator().manual_seed(config.seed)
@@ -333,16 +335,6 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             if not ok:
                 raise ValueError(message)
 
-    def _budget(self, n: int, input_shape: tuple[int, ...], given_validation: bool) -> Budget:
-        """The sizes of this fit: :func:`limitlab.budget.auto_budget` for the "auto" parameters, the
-        given values for the others."""
-        auto = auto_budget(n, math.prod(input_shape), batch_size=None if self.batch_size == "auto" else self.batch_size,
-                           validation_fraction=0.0 if given_validation else
-                           None if self.validation_fraction == "auto" else float(self.validation_fraction))
-        epochs = auto.epochs if self.epochs == "auto" else self.epochs
-        patience = self.patience if self.patience != "auto" else auto.patience if self.epochs == "auto" else 20
-        return dataclasses.replace(auto, epochs=epochs, patience=patience)
-
     def _config(self, seed: int, plan: Budget, with_truth: bool) -> Config:
         options = dict(self.method_options or {})
         own = {"method", "beta", "epochs", "patience", "batch_size", "lr", "weight_decay", "device", "seed"}
@@ -355,9 +347,8 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
             options["beta"] = float(self.beta)
         # the pass over the training split only measures memorization: with true labels, or when asked
         options.setdefault("train_eval_every", 1 if with_truth else 0)
-        lr = (AUTO_LR if self.epochs == "auto" else CONSTANT_LR) if self.lr == "auto" else float(self.lr)
         config = Config(method=self.method, epochs=plan.epochs, patience=plan.patience,
-                        batch_size=plan.batch_size, lr=lr, weight_decay=float(self.weight_decay),
+                        batch_size=plan.batch_size, lr=plan.lr, weight_decay=float(self.weight_decay),
                         seed=seed, eval_batch_size=max(1024, plan.batch_size), **options)
         config.validate()
         return config

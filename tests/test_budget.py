@@ -58,3 +58,18 @@ def test_estimator_follows_the_budget(monkeypatch):
     assert all(h["val_accuracy"] is None and h["train_noisy_accuracy"] is None for h in clf.history_)
     explicit = LimitClassifier(epochs=3, batch_size=50, validation_fraction=0.0, random_state=0).fit(x, y)
     assert len(explicit.history_) == 3
+
+
+def test_resolve_auto_and_given_parameters():
+    from limitlab.budget import resolve
+
+    auto = resolve(20_000, 20, epochs="auto", patience="auto", validation_fraction="auto", batch_size="auto", lr="auto")
+    assert auto.one_cycle and auto.lr == budget.AUTO_LR and auto.validation_fraction == budget.VALIDATION_FRACTION
+    given = resolve(20_000, 20, epochs=7, patience="auto", validation_fraction=0.3, batch_size=64, lr=0.01)
+    assert not given.one_cycle and (given.epochs, given.patience, given.batch_size, given.lr) == (7, 20, 64, 0.01)
+    assert given.validation_fraction == 0.3
+    constant = resolve(500, 4, epochs=5, patience=None, validation_fraction="auto", batch_size="auto", lr="auto")
+    assert constant.lr == budget.CONSTANT_LR and constant.patience is None
+    brought = resolve(5000, 4, epochs="auto", patience="auto", validation_fraction="auto", batch_size="auto",
+                      lr="auto", given_validation=True)
+    assert brought.validation_fraction == 0.0 and brought.patience == math.ceil(budget.PATIENCE_STEPS / brought.steps_per_epoch)
