@@ -74,9 +74,9 @@ class LimitClassifier(ClassifierMixin, BaseEstimator):
         (a fresh network per call; define it at module level so the estimator pickles).
     epochs : "auto" or int, default "auto"
         "auto": a budget of optimizer steps (:mod:`limitlab.budget`: 500 steps, at least 20 and at
-        most 300 epochs)
-        with a one-cycle learning rate (warm-up to ``lr`` over 30% of the steps, then cosine decay),
-        whatever the number of rows. An int: at most that many epochs at a constant ``lr``.
+        most 300 epochs) with a one-cycle learning rate (warm-up to ``lr`` over 30% of the steps,
+        then cosine decay), whatever the number of rows. An int: at most that many epochs at a
+        constant ``lr``.
     patience : "auto", int or None, default "auto"
         Stop after this many epochs without a better validation accuracy (None: never early).
         "auto": 400 optimizer steps' worth of epochs with ``epochs="auto"``, else 20.
