@@ -56,28 +56,15 @@ class Runtime:
 
 
 def machine_threads() -> int:
-    """The CPU threads for torch when the user chose none: ``OMP_NUM_THREADS`` when set, else the cores
-    this process may use that other processes are busy on neither on average nor now: the cores minus
-    the smaller of the 1-minute load average (rounded) and the other processes runnable at this moment
-    (so that the load a just-finished command left in the average does not halve the next one's
-    threads on an idle machine); at least 1. On a shared machine a second thread that has to wait for a
-    core costs more than it gives (benchmarks/RESULTS.md, "Threads")."""
+    """The CPU threads for torch when the user chose none: ``OMP_NUM_THREADS`` when set, else every
+    core this process may use. Fixed per machine, so that a run's numbers do not depend on what else
+    happens to be running (a thread count chosen from the load changes the last bits of the results
+    from one fit to the next). The price of a busy machine is paid by the OpenMP wait policy instead:
+    the ``limitlab`` command sets ``OMP_WAIT_POLICY=PASSIVE``, with which 2 threads on a loaded
+    machine cost no more than 1 (benchmarks/RESULTS.md, "Threads")."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
         return int(os.environ["OMP_NUM_THREADS"])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    busy = min(round(load), _runnable_others())
-    return max(1, min(cores, cores - busy))
-
-
-def _runnable_others() -> int:
-    """Processes runnable right now besides this one (Linux /proc/loadavg: "running/total"); a large
-    number where that cannot be read, so that the load average alone decides."""
-    try:
-        with open("/proc/loadavg") as f:
-            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
-    except (OSError, ValueError, IndexError):
-        return 1 << 30
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextlib.contextmanager
