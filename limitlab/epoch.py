@@ -59,22 +59,35 @@ def predict(model: torch.nn.Module, data: RunData, split: Split, *, batch_size: 
     """Predicted classes [N] (or softmax outputs [N, K] with ``proba``) of ``model`` in eval mode
     (pass :func:`limitlab.models.fuse_for_eval`'s copy for speed). Under DDP each process predicts
     the shard ``rank::world`` and the shards are gathered."""
+    classes, probs = predict_outputs(model, data, split, batch_size=batch_size, runtime=runtime,
+                                     classes=not proba, proba=proba)
+    return probs if proba else classes
+
+
+def predict_outputs(model: torch.nn.Module, data: RunData, split: Split, *, batch_size: int,
+                    runtime: Runtime | None = None, classes: bool = True, proba: bool = True,
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(predicted classes [N], softmax outputs [N, K]) of ``model`` from one pass over ``split`` (each
+    None unless asked for); the classes are the argmax of the logits, as :func:`predict` gives them."""
     runtime = runtime or Runtime(data.scale.device)
     model.eval()
     order = torch.arange(runtime.rank, len(split), runtime.world, device=data.scale.device)
-    outs = []
+    argmaxes, softmaxes = [], []
     with torch.inference_mode():
         for x, _ in data.batches(split, order, batch_size):
             with runtime.autocast():
                 logits = model(x).float()
-            outs.append(logits.softmax(1) if proba else logits.argmax(1))
+            if classes:
+                argmaxes.append(logits.argmax(1))
+            if proba:
+                softmaxes.append(logits.softmax(1))
+    device = data.scale.device
     # clone: an ordinary tensor again (callers may modify it in place)
-    local = torch.cat(outs).clone() if outs else torch.zeros((0, data.num_classes) if proba else 0,
-                                                             device=data.scale.device)
-    if proba:
-        return torch.stack([runtime.gather_strided(local[:, k].contiguous(), len(split))
-                            for k in range(local.shape[1])], 1)
-    return runtime.gather_strided(local, len(split))
+    local_classes = torch.cat(argmaxes).clone() if argmaxes else torch.zeros(0, device=device)
+    local_probs = torch.cat(softmaxes).clone() if softmaxes else torch.zeros((0, data.num_classes), device=device)
+    return (runtime.gather_strided(local_classes, len(split)) if classes else None,
+            torch.stack([runtime.gather_strided(local_probs[:, k].contiguous(), len(split))
+                         for k in range(local_probs.shape[1])], 1) if proba else None)
 
 
 def accuracy(model: torch.nn.Module, data: RunData, split: Split, *, batch_size: int,
@@ -84,16 +97,22 @@ def accuracy(model: torch.nn.Module, data: RunData, split: Split, *, batch_size:
 
 
 def evaluate(objective: Objective, data: RunData, config: Config, epoch: int, runtime: Runtime,
-             model: torch.nn.Module | None = None) -> dict:
+             model: torch.nn.Module | None = None, train_probs: list | None = None) -> dict:
     """Per-epoch measurements of the classifier on the training and validation sets (docs/method.md §8).
     The pass over the training set runs every ``train_eval_every`` epochs (0: never). ``model``:
-    the network to evaluate, by default a :func:`fuse_for_eval` copy of the objective's classifier."""
+    the network to evaluate, by default a :func:`fuse_for_eval` copy of the objective's classifier.
+    ``train_probs``: a list that gets the softmax outputs [N, K] of that training pass appended (the
+    same pass, so that a per-epoch average of them costs no second one)."""
     clf = fuse_for_eval(objective.classifier) if model is None else model
     bs = config.eval_batch_size
     out = {k: None for k in ("train_noisy_accuracy", "train_clean_accuracy", "memorized_fraction",
                              "corrected_fraction", "info_lower_bound_bits")}
     if config.train_eval_every and epoch % config.train_eval_every == 0:
-        out.update(metrics.label_fit(predict(clf, data, data.train, batch_size=bs, runtime=runtime), data.train.labels, data.train_true))
+        classes, probs = predict_outputs(clf, data, data.train, batch_size=bs, runtime=runtime,
+                                         proba=train_probs is not None)
+        if train_probs is not None:
+            train_probs.append(probs)
+        out.update(metrics.label_fit(classes, data.train.labels, data.train_true))
         out["info_lower_bound_bits"] = metrics.fano_information_lower_bound(
             1.0 - out["train_noisy_accuracy"], data.num_classes, data.noisy_entropy_bits)
     out["val_accuracy"] = accuracy(clf, data, data.val, batch_size=bs, runtime=runtime)

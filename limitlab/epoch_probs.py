@@ -19,6 +19,7 @@ import numpy as np
 from . import rundir
 from .epoch import predict
 from .errors import LimitlabError
+from .loop import Callback
 
 EPOCH_PROBS = rundir.EPOCH_PROBS
 
@@ -49,13 +50,15 @@ class EpochAverage:
         return self.total / self.epochs
 
 
-class EpochProbs:
+class EpochProbs(Callback):
     """The classifier's (and a LIMIT run's q-network's) softmax on the training rows, averaged over
     the epochs, kept in ``RUN/epoch_probs.npz`` for ``limitlab detect``.
 
-    Give :meth:`on_epoch` to the training loop as its per-epoch callback
-    (``EpochCallback(EpochProbs(out).on_epoch)``). Each call predicts the training rows in eval mode
-    (one more pass over them per epoch) and rewrites the file: ``f`` and ``q`` (the means over all
+    Give it to the training loop as a callback (``train(..., callbacks=[EpochProbs(out)])``): it then
+    takes the classifier's outputs from the epoch's own evaluation pass over the training rows, and
+    predicts them itself only in epochs without one (``train_eval_every``) and for a q-network.
+    (:meth:`on_epoch` also serves as an ``EpochCallback`` function, predicting every epoch.) Each
+    epoch rewrites the file: ``f`` and ``q`` (the means over all
     epochs so far), ``f_to_best`` and ``q_to_best`` (the means over the epochs up to the best one,
     judged like the loop by a strictly higher validation accuracy), ``epochs``, ``last_epoch`` and
     ``best_val_accuracy``. A resumed run continues the file; an epoch already counted is skipped.
@@ -74,11 +77,20 @@ class EpochProbs:
                 if name in self.saved:
                     avg.total, avg.epochs = self.saved[name] * int(self.saved["epochs"]), int(self.saved["epochs"])
 
-    def on_epoch(self, epoch: int, objective, data, row: dict) -> None:
-        """After epoch ``epoch``: add the networks' training-set softmax and rewrite the file."""
+    def on_train_begin(self, loop) -> None:
+        loop.keep_train_probs = True  # the evaluation pass over the training rows keeps its softmax
+
+    def on_epoch_end(self, loop, row: dict, improved: bool) -> None:
+        self.on_epoch(row["epoch"], loop.objective, loop.data, row, probs_f=loop.train_probs)
+
+    def on_epoch(self, epoch: int, objective, data, row: dict, probs_f=None) -> None:
+        """After epoch ``epoch``: add the networks' training-set softmax (``probs_f``: the classifier's,
+        when the caller has it; else predicted here) and rewrite the file."""
         if epoch <= self.last_epoch:
             return
-        self.f.on_epoch(predict(objective.classifier, data, data.train, batch_size=self.batch_size, proba=True))
+        if probs_f is None:
+            probs_f = predict(objective.classifier, data, data.train, batch_size=self.batch_size, proba=True)
+        self.f.on_epoch(probs_f)
         q_network = getattr(objective, "q_network", None)
         if q_network is not None:
             self.q.on_epoch(predict(q_network, data, data.train, batch_size=self.batch_size, proba=True))

@@ -47,7 +47,9 @@ class Loop:
     ``network`` names a user's own network (a factory): an error raised inside it becomes one
     sentence (the traceback with ``LIMITLAB_DEBUG=1``). ``lr_name`` is how the learning rate is
     called in messages (``--lr`` or ``lr``); ``truth_known``: the training split's true labels are
-    known, so the memorization measurements mean something."""
+    known, so the memorization measurements mean something. With ``keep_train_probs`` (set by a
+    callback that needs them) an epoch whose evaluation passes over the training split leaves the
+    classifier's softmax outputs of that pass in ``train_probs`` (None in other epochs)."""
 
     objective: Objective
     optimizer: torch.optim.Optimizer  # or any with zero_grad() and step(): limitlab.onecycle.Adam
@@ -64,6 +66,8 @@ class Loop:
     bad_epochs: int = 0
     history: list[dict] = field(default_factory=list)
     stopped_early: bool = False
+    keep_train_probs: bool = False   # a callback wants the classifier's softmax on the training split
+    train_probs: torch.Tensor | None = None  # that softmax [N, K] from this epoch's evaluation pass, else None
 
 
 class Callback:
@@ -187,6 +191,7 @@ def run_epochs(loop: Loop, callbacks: Sequence[Callback] = ()) -> Loop:
             break
         loop.epoch = epoch
         t0 = time.perf_counter()
+        loop.train_probs = None
         objective.start_epoch(epoch)
         try:
             losses = _guarded(loop, "training", lambda: train_one_epoch(
@@ -203,8 +208,10 @@ def run_epochs(loop: Loop, callbacks: Sequence[Callback] = ()) -> Loop:
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()}}
         if has_val or data.test is not None or (config.train_eval_every and epoch % config.train_eval_every == 0):
             eval_model = fuse_for_eval(objective.classifier)  # once per epoch, for every evaluation pass
+            kept = [] if loop.keep_train_probs else None
             row.update(_guarded(loop, "evaluating", lambda: evaluate(objective, data, config, epoch, runtime,
-                                                                     eval_model)))
+                                                                     eval_model, train_probs=kept)))
+            loop.train_probs = kept[0] if kept else None
         else:  # no evaluation pass would measure anything this epoch: skip it (and the fused copy)
             row.update(dict.fromkeys(("train_noisy_accuracy", *NEEDS_TRUTH, "val_accuracy")))
         if not loop.truth_known:

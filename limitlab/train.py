@@ -257,9 +257,9 @@ def train(config: Config, out: str | Path, resume: bool = False, overwrite: bool
                 network=config.model if is_factory_spec(config.model) else None)
     directory = RunDirectory(out, extras, resume, main)
     # Methods without a q-network: detect ranks by the margin of the classifier's probabilities averaged
-    # over the epochs (epoch_probs.npz; benchmarks/RESULTS.md, "Which detection score"), one more
-    # prediction pass over the training rows per epoch. LIMIT's score needs none of it.
-    averaged = [] if METHODS.get(config.method).has_q_network else [EpochCallback(EpochProbs(out).on_epoch)]
+    # over the epochs (epoch_probs.npz; benchmarks/RESULTS.md, "Which detection score"), taken from the
+    # evaluation pass over the training rows. LIMIT's score needs none of it.
+    averaged = [] if METHODS.get(config.method).has_q_network else [EpochProbs(out)]
     hooks = [directory, *averaged, *([ProgressBar(f"{config.method} {config.dataset}")] if progress and main else []),
              *([EpochCallback(lambda epoch, objective, data, row: on_epoch_end(row))] if on_epoch_end else []),
              *callbacks]

@@ -433,3 +433,25 @@ def test_epoch_probs_through_the_training_loop(tmp_path):
     assert int(saved["epochs"]) == 2 and saved["f"].shape == (200, 10) and "q" not in saved
     summary = detect(out, top=8, progress=False)
     assert summary["score"] == "averaged_margin" and summary["averaged_over"].startswith("the epochs up to the best")
+
+
+def test_epoch_probs_take_the_evaluation_pass_over_the_training_rows(tmp_path, monkeypatch):
+    """With a training-split pass every epoch (the default), the average costs no pass of its own,
+    and it equals the classifier's softmax averaged over the epochs as predicted at each epoch's end."""
+    import limitlab.epoch_probs as epoch_probs
+    from limitlab.epoch import predict
+    from limitlab.epoch_probs import read_epoch_probs
+    from limitlab.loop import EpochCallback
+
+    per_epoch = []
+    record = EpochCallback(lambda epoch, objective, data, row: per_epoch.append(
+        predict(objective.classifier, data, data.train, batch_size=1024, proba=True).double().numpy()))
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("EpochProbs predicted the training rows a second time")
+
+    monkeypatch.setattr(epoch_probs, "predict", no_second_pass)
+    out = tmp_path / "ce"
+    train(tiny_config("ce"), out, progress=False, callbacks=[record])
+    saved = read_epoch_probs(out / "epoch_probs.npz")
+    np.testing.assert_allclose(saved["f"], np.mean(per_epoch, axis=0), atol=1e-5)
