@@ -27,7 +27,7 @@ import torch
 from limitlab.data.checks import (_listing, check_features, check_label_values, check_not_sparse,  # noqa: F401
                                   check_same_length, encode_labels)  # (re-exported: the estimator's checks)
 from limitlab.data.core import ImageData
-from limitlab.errors import DataError, LimitlabError
+from limitlab.errors import DataError, LimitlabError, first_line
 
 TEST_FRACTION = 0.2     # held-out test share of a file without a test part (drawn with seed 0)
 DEFAULT_LABEL_COLUMN = "label"
@@ -163,8 +163,7 @@ def _read_frame(path: Path, suffix: str, label_column: str, id_column: str | Non
     except MemoryError:
         raise DataError(f"{path} does not fit in memory; use fewer rows or columns") from None
     except Exception as e:  # parser errors of many kinds
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        raise DataError(f"cannot read {path} ({type(e).__name__}: {first}); check that it is a valid table file") from None
+        raise DataError(f"cannot read {path} ({first_line(e)[:240]}); check that it is a valid table file") from None
     frame.columns = [str(c) for c in frame.columns]
     if len(frame) == 0:
         raise DataError(f"table file {path} has a header but no rows")
